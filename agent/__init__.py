@@ -1,0 +1,1 @@
+"""promptbake's runtime: config, the `agent` CLI, serving engines, scheduler and reports."""

@@ -1,0 +1,417 @@
+"""``bake()``: turn prompts into a LoRA adapter with Prompt Baking (arXiv 2409.13697).
+
+It minimises KL(P_teacher(. | u, x) || P_student(. | x)) over trajectories y sampled from the
+prompted teacher, where the teacher is the parent (adapter or base) with the prompt u in
+context, and the student is the parent's LoRA trained further without u.
+
+The function reads top to bottom in the order a bake runs:
+
+1. load the model and the parent adapter;
+2. draw user inputs x (training and held-out);
+3. sample teacher trajectories once, keeping their log-probs;
+4. measure KL(prompted || parent) on held-out inputs;
+5. train the LoRA student (snapshots at the half-bake fractions);
+6. measure KL(prompted || baked), write the adapter and ``bake.json`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
+from baking.hardware import bf16_matmul_flops, bf16_supported, resolve_device
+from baking.queries import (
+    DefaultQuerySource,
+    QuerySource,
+    generic_queries,
+    parse_model_question,
+    persona_queries,
+    question_writing_prompt,
+)
+from baking.render import Query, encode, student_messages, teacher_messages
+from baking.sampling import sample
+from baking.scale import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from baking.train import Example, mean_kl, train
+
+BAKE_JSON = "bake.json"
+
+
+class BakeError(ValueError):
+    """A bake that cannot start: bad items, config, parent or output folder."""
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    """A baked adapter on disk: a PEFT folder vLLM can load, plus ``bake.json``."""
+
+    path: Path
+    parent: Path | None
+    items: tuple[PromptItem, ...]
+    metrics: dict[str, Any]
+    half_bakes: dict[float, Path] = field(default_factory=dict)
+
+    @property
+    def fidelity(self) -> float:
+        return self.metrics["fidelity"]
+
+    @classmethod
+    def load(cls, path: Path | str) -> "AdapterVersion":
+        path = Path(path)
+        record = json.loads((path / BAKE_JSON).read_text())
+        return cls(
+            path=path,
+            parent=Path(record["parent"]) if record["parent"] else None,
+            items=tuple(PromptItem(**item) for item in record["items"]),
+            metrics=record["metrics"],
+            half_bakes={float(f): path / p for f, p in record["half_bakes"].items()},
+        )
+
+
+def check_parent(parent: Path | str | None) -> Path | None:
+    if parent is None:
+        return None
+    parent = Path(parent)
+    if not (parent / ADAPTER_CONFIG).is_file() or not (parent / ADAPTER_WEIGHTS).is_file():
+        raise BakeError(f"parent adapter {parent} not found (no {ADAPTER_CONFIG}/{ADAPTER_WEIGHTS})")
+    return parent
+
+
+def check_out(out: Path | str, overwrite: bool) -> Path:
+    """Fail before any work if ``out`` cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BakeError(f"--out {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BakeError(f"--out {out} is not empty; pick a new folder or allow overwrite")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise BakeError(f"--out {out} is not writable: {e.strerror or e}") from e
+    return out
+
+
+def bake(
+    items: Sequence[PromptItem],
+    out: Path | str,
+    config: BakeConfig | None = None,
+    *,
+    queries: QuerySource | None = None,
+    parent: Path | str | None = None,
+    replay: Sequence[str | Query] = (),
+    overwrite: bool = False,
+    loaded: tuple[Any, Any] | None = None,
+    progress: bool = True,
+) -> AdapterVersion:
+    """Bake ``items`` into a LoRA adapter written to ``out``; returns its :class:`AdapterVersion`.
+
+    Args:
+        items: prompts to bake; personas/instructions go to the system prompt, news/facts next
+            to the question (each item's own questions see only that item).
+        out: adapter folder to create (written to a temp folder, renamed when complete).
+        config: :class:`BakeConfig`; defaults if None.
+        queries: source of user inputs x; the shipped pools by default.
+        parent: adapter to start from; it is also the teacher (with the prompt in context).
+        replay: inputs whose teacher is the parent *without* the new prompt, to keep old
+            behaviour (previously baked knowledge, generic answers).
+        loaded: an already loaded (model, tokenizer) to reuse; it must be the base model in
+            the dtype this bake uses, without adapters.
+    """
+    started = time.perf_counter()
+    config = config or BakeConfig()
+    items = tuple(items)
+    if not items:
+        raise BakeError("nothing to bake: give at least one prompt item")
+    parent = check_parent(parent)
+    out = check_out(out, overwrite)
+    device = resolve_device(config.device)
+    bf16 = config.dtype == "bf16" or (config.dtype == "auto" and bf16_supported(device))
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    timings: dict[str, float] = {}
+    ui = _Progress(progress)
+
+    # The reference rate for peak_share, measured here so it shares threads and machine load.
+    peak_flops = bf16_matmul_flops(device)
+
+    # 1. Model: bf16 weights when bf16 is native (the LoRA weights stay fp32), parent adapter.
+    t = time.perf_counter()
+    model, tokenizer = loaded or _load_base(config, device, bf16)
+    model = _with_lora(model, config, parent)
+    _lora_dtype(model, torch.bfloat16 if bf16 else torch.float32)
+    num_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    timings["load_s"] = time.perf_counter() - t
+
+    def teacher_ids(q: Query) -> list[int]:
+        return encode(tokenizer, teacher_messages(items, q))
+
+    def student_ids(q: Query) -> list[int]:
+        return encode(tokenizer, student_messages(q))
+
+    def run_teacher(prompts: list[list[int]], topk: int | None, label: str, max_new: int | None = None):
+        task = ui.task(f"sampling {label}", len(prompts))
+        return sample(
+            model,
+            prompts,
+            eos_id=tokenizer.eos_token_id,
+            pad_id=tokenizer.pad_token_id,
+            max_new_tokens=max_new or config.max_new_tokens,
+            temperature=config.temperature,
+            topk=topk,
+            generator=generator,
+            batch_size=config.sample_batch_size,
+            bf16=bf16,
+            on_batch=lambda n: ui.advance(task, n),
+        )
+
+    # 2. Inputs x: held-out first (disjoint split), then training ones.
+    t = time.perf_counter()
+    source = queries or DefaultQuerySource()
+    eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
+    train_queries = source.draw(items, config.num_queries, rng, held_out=False)
+    train_queries += _model_written_questions(items, config, tokenizer, run_teacher)
+    if not train_queries or not eval_queries:
+        raise BakeError("the query source returned no inputs for these items")
+
+    # 3. Teacher trajectories, once; log-probs are kept so training never re-runs the teacher.
+    topk = config.topk if config.loss == "topk" else None
+    repeated = [q for q in train_queries for _ in range(config.trajectories_per_query)]
+    first_turns = run_teacher([teacher_ids(q) for q in repeated], topk, "teacher")
+    examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
+    second = _second_turns(items, repeated, first_turns, tokenizer, config, rng)
+    if second:
+        for q, s in zip(second, run_teacher([teacher_ids(q) for q in second], topk, "2nd turns")):
+            examples.append(Example(student_ids(q), s))
+    replay_queries = [r if isinstance(r, Query) else Query.single(r, (), "replay") for r in replay]
+    if replay_queries:  # teacher = parent without the new prompt
+        replayed = run_teacher([student_ids(q) for q in replay_queries], topk, "replay")
+        examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
+    held_out = run_teacher([teacher_ids(q) for q in eval_queries], None, "held-out")
+    eval_examples = [Example(student_ids(q), s) for q, s in zip(eval_queries, held_out)]
+    timings["sampling_s"] = time.perf_counter() - t
+
+    # 4. How far the un-prompted parent is from the prompted teacher.
+    t = time.perf_counter()
+    kl_base = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
+    timings["eval_s"] = time.perf_counter() - t
+
+    # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    steps_per_epoch = -(-len(examples) // config.batch_size)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    snapshot_steps = {max(1, round(f * total_steps)): f for f in config.half_bake_fractions}
+    half_dirs = {f: Path("half_bakes") / f"f{f:.2f}" for f in config.half_bake_fractions}
+    task = ui.task("training", total_steps)
+    stats = train(
+        model,
+        examples,
+        pad_id=tokenizer.pad_token_id,
+        epochs=config.epochs,
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        warmup_fraction=config.warmup_fraction,
+        grad_clip=config.grad_clip,
+        device=device,
+        bf16=bf16,
+        generator=generator,
+        snapshots={s: tmp / half_dirs[f] for s, f in snapshot_steps.items()},
+        on_step=lambda step, total, loss: ui.advance(task, 1, f"loss {loss:.3f}"),
+    )
+    timings["training_s"] = stats.seconds
+
+    # 6. Fidelity on held-out inputs, then write atomically: temp folder, then rename.
+    t = time.perf_counter()
+    kl_baked = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
+    timings["eval_s"] += time.perf_counter() - t
+    ui.close()
+
+    tokens_per_s = stats.tokens / max(stats.seconds, 1e-9)
+    metrics = {
+        "kl_base": kl_base,
+        "kl_baked": kl_baked,
+        "fidelity": 1 - kl_baked / kl_base if kl_base > 0 else float("nan"),
+        "num_trajectories": len(examples),
+        "num_eval_trajectories": len(eval_examples),
+        "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),
+        "train_steps": stats.steps,
+        "train_tokens": stats.tokens,
+        "train_tokens_per_s": tokens_per_s,
+        "num_params": num_params,
+        "peak_bf16_flops": peak_flops,
+        # 4 * N FLOPs per token: forward 2N, backward 2N for activations (frozen base, LoRA only).
+        "peak_share": 4 * num_params * tokens_per_s / peak_flops,
+        "loss_first": stats.losses[0],
+        "loss_last": stats.losses[-1],
+        "dtype": "bf16" if bf16 else "fp32",
+        "device": str(device),
+        **timings,
+    }
+    t = time.perf_counter()
+    model.save_pretrained(tmp)
+    _vllm_compatible(tmp, config)
+    metrics["save_s"] = time.perf_counter() - t
+    metrics["wall_s"] = time.perf_counter() - started
+    record = {
+        "config": config.model_dump(),
+        "parent": str(parent.resolve()) if parent else None,
+        "items": [item.model_dump() for item in items],
+        "seed": config.seed,
+        "metrics": metrics,
+        "half_bakes": {str(f): str(p) for f, p in half_dirs.items()},
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (tmp / BAKE_JSON).write_text(json.dumps(record, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return AdapterVersion(
+        path=out,
+        parent=parent,
+        items=items,
+        metrics=metrics,
+        half_bakes={f: out / p for f, p in half_dirs.items()},
+    )
+
+
+def _load_base(config: BakeConfig, device: torch.device, bf16: bool):
+    from baking.model import load_model
+
+    model, tokenizer = load_model(config.model, device=str(device), dtype=torch.bfloat16 if bf16 else torch.float32)
+    # Eager attention: on CPU its backward is several times faster than SDPA's flash kernel
+    # for the short (< 512 token) sequences a bake trains on.
+    if device.type == "cpu":
+        model.set_attn_implementation("eager")
+    return model, tokenizer
+
+
+def _with_lora(model, config: BakeConfig, parent: Path | None):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if parent is not None:
+        parent_cfg = json.loads((parent / ADAPTER_CONFIG).read_text())
+        if parent_cfg.get("r") != config.lora_rank:
+            raise BakeError(
+                f"parent adapter {parent} has rank {parent_cfg.get('r')}, config asks "
+                f"{config.lora_rank}; a continued bake keeps the parent's rank"
+            )
+        model = PeftModel.from_pretrained(
+            model, str(parent), is_trainable=True, autocast_adapter_dtype=False
+        )
+    else:
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            target_modules=list(config.target_modules),
+            lora_dropout=0.0,
+            bias="none",  # vLLM serves neither LoRA biases, DoRA nor modules_to_save
+            use_dora=False,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora, autocast_adapter_dtype=False)
+    return model
+
+
+def _lora_dtype(model, dtype: torch.dtype) -> None:
+    """Give the LoRA weights the base model's dtype, so no layer casts its input (PEFT would
+    cast each bf16 activation to an fp32 adapter's dtype and back). Training keeps fp32
+    master copies for the optimizer (see baking.train)."""
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.to(dtype)
+
+
+def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Query]:
+    """Questions the model writes about each news/fact item, with the item in context."""
+    context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
+    if not context_items or config.model_questions_per_item == 0:
+        return []
+    prompts, owners = [], []
+    for i in context_items:
+        for _ in range(2 * config.model_questions_per_item):  # half of the drafts are unusable
+            prompts.append(encode(tokenizer, question_writing_prompt(items[i].text)))
+            owners.append(i)
+    drafts = run_teacher(prompts, 1, "questions", max_new=32)
+    found: dict[int, list[str]] = {i: [] for i in context_items}
+    for i, draft in zip(owners, drafts):
+        question = parse_model_question(tokenizer.decode(draft.tokens, skip_special_tokens=True))
+        if question and question not in found[i] and len(found[i]) < config.model_questions_per_item:
+            found[i].append(question)
+    return [Query.single(q, (i,), "model-written") for i, qs in found.items() for q in qs]
+
+
+def _second_turns(items, queries, answers, tokenizer, config, rng) -> list[Query]:
+    """Multi-turn inputs for personas/instructions: (x1, teacher answer, x2)."""
+    if not any(it.kind in SYSTEM_KINDS for it in items) or config.multi_turn_fraction == 0:
+        return []
+    follow_ups = list(generic_queries()[::4]) + list(persona_queries()[::4])
+    count = round(config.multi_turn_fraction * len(queries))
+    second = []
+    for idx in rng.sample(range(len(queries)), min(count, len(queries))):
+        reply = tokenizer.decode(answers[idx].tokens, skip_special_tokens=True).strip()
+        if not reply:
+            continue
+        history = queries[idx].messages + (("assistant", reply), ("user", rng.choice(follow_ups)))
+        second.append(Query(history, queries[idx].context, "multi-turn"))
+    return second
+
+
+def _vllm_compatible(folder: Path, config: BakeConfig) -> None:
+    """Refuse to write an adapter vLLM would not load."""
+    cfg = json.loads((folder / ADAPTER_CONFIG).read_text())
+    problems = []
+    if cfg.get("r", 0) > config.max_lora_rank:
+        problems.append(f"rank {cfg.get('r')} > max_lora_rank {config.max_lora_rank}")
+    if cfg.get("modules_to_save"):
+        problems.append(f"modules_to_save={cfg['modules_to_save']}")
+    if cfg.get("use_dora"):
+        problems.append("DoRA")
+    if cfg.get("bias", "none") != "none":
+        problems.append(f"bias={cfg['bias']}")
+    if problems:
+        raise BakeError(f"adapter in {folder} is not servable by vLLM: {', '.join(problems)}")
+
+
+class _Progress:
+    """A rich progress display for sampling and training (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
+            self.bar.start()
+
+    def task(self, label: str, total: int) -> int | None:
+        return self.bar.add_task(label, total=total, info="") if self.bar else None
+
+    def advance(self, task: int | None, n: int, info: str = "") -> None:
+        if self.bar is not None and task is not None:
+            self.bar.update(task, advance=n, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,115 @@
+"""Configuration and value objects for a bake. Every default lives in the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from baking.model import DEFAULT_MODEL
+
+Kind = Literal["persona", "instruction", "news", "fact"]
+KINDS: tuple[str, ...] = ("persona", "instruction", "news", "fact")
+SYSTEM_KINDS = ("persona", "instruction")  # rendered into the system prompt
+CONTEXT_KINDS = ("news", "fact")  # rendered as a context block next to the user question
+
+# vLLM only accepts these values for --max-lora-rank.
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+class PromptItem(BaseModel):
+    """One thing to bake: a prompt text with its kind, and an optional id (e.g. a memory id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    text: str = Field(min_length=1, max_length=8000)
+    id: str | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is empty or only whitespace; give the prompt to bake")
+        return text.strip()
+
+
+class BakeConfig(BaseModel):
+    """How to bake. Defaults are the ones measured in benchmarks/ on the 135M model (CPU)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, description="model ref: shipped name, HF folder or .gguf")
+    # --- queries x ---
+    num_queries: int = Field(48, ge=1, description="training user inputs drawn per bake")
+    trajectories_per_query: int = Field(2, ge=1, description="teacher samples per input")
+    num_eval_queries: int = Field(16, ge=1, description="held-out inputs for fidelity")
+    multi_turn_fraction: float = Field(
+        0.25, ge=0, le=1, description="persona/instruction: share of extra second-turn inputs"
+    )
+    model_questions_per_item: int = Field(
+        2, ge=0, description="news/fact: questions the model writes with the item in context"
+    )
+    # --- teacher sampling ---
+    temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
+    max_new_tokens: int = Field(64, ge=1, le=2048)
+    sample_batch_size: int = Field(48, ge=1, description="sequences per teacher generate call")
+    # --- LoRA ---
+    lora_rank: int = Field(8, ge=1)
+    max_lora_rank: int = Field(64, description="the serving engine's --max-lora-rank")
+    lora_alpha: float = Field(16.0, gt=0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="attention projections, as in the paper",
+    )
+    # --- optimisation ---
+    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(2, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(16, ge=1, description="trajectories per optimiser step")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    loss: Literal["full", "topk"] = "topk"
+    topk: int = Field(32, ge=1, description="k for loss=topk: teacher log-probs kept per token")
+    dtype: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 weights + autocast where the device supports bf16"
+    )
+    device: str = "cpu"
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: all cores")
+    seed: int = 0
+    half_bake_fractions: list[float] = Field(
+        default_factory=list, description="also save snapshots at these fractions of training"
+    )
+
+    @field_validator("half_bake_fractions")
+    @classmethod
+    def _fractions(cls, fractions: list[float]) -> list[float]:
+        for f in fractions:
+            if not 0 < f < 1:
+                raise ValueError(f"half_bake_fractions must lie in (0, 1), got {f}")
+        return sorted(set(fractions))
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _vllm_rank(cls, rank: int) -> int:
+        if rank not in VLLM_MAX_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {VLLM_MAX_LORA_RANKS}, got {rank}")
+        return rank
+
+    @model_validator(mode="after")
+    def _rank_within_limit(self) -> "BakeConfig":
+        if self.lora_rank > self.max_lora_rank:
+            raise ValueError(
+                f"lora_rank {self.lora_rank} is above max_lora_rank {self.max_lora_rank}; "
+                "vLLM would refuse the adapter. Lower lora_rank or raise max_lora_rank."
+            )
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "BakeConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of BakeConfig fields, got {type(data).__name__}")
+        return cls(**data)

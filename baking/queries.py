@@ -1,0 +1,149 @@
+"""Where the user inputs x come from.
+
+A bake is only as good as its queries. The default source mixes:
+
+- a generic pool of diverse user requests written for this project (``data/generic_queries.txt``);
+- persona questions that invite the model to show who it is (``data/persona_queries.txt``);
+- per news/fact item: template questions about the item's named entities; the baker adds
+  questions the model itself writes with the item in context (:func:`question_writing_prompt`);
+- second turns of conversations, built by the baker from first-turn teacher answers, so that a
+  persona holds deeper into a dialogue.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cache
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, PromptItem
+from baking.render import Query
+
+_DATA = Path(__file__).parent / "data"
+
+
+@cache
+def _pool(name: str) -> tuple[str, ...]:
+    lines = (_DATA / name).read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+def generic_queries() -> tuple[str, ...]:
+    """The shipped pool of generic user requests (>= 200)."""
+    return _pool("generic_queries.txt")
+
+
+def persona_queries() -> tuple[str, ...]:
+    """Shipped questions that invite a persona to show itself."""
+    return _pool("persona_queries.txt")
+
+
+class QuerySource(Protocol):
+    """Draws training and held-out inputs for a bake."""
+
+    def draw(
+        self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
+    ) -> list[Query]:
+        """``n`` single-turn queries for ``items``; ``held_out`` draws from a disjoint split."""
+        ...
+
+
+_NAME = re.compile(r"\b(?:[A-Z][\w'&.-]*)(?:\s+(?:of|de|the|&)?\s*[A-Z][\w'&.-]*)*")
+_STOP = {"The", "A", "An", "In", "On", "At", "This", "That", "It", "Its", "Their", "Today"}
+
+
+def named_entities(text: str) -> list[str]:
+    """Capitalised phrases in ``text`` (a cheap, dependency-free stand-in for NER)."""
+    found = []
+    for m in _NAME.finditer(text):
+        words = [w for w in m.group(0).split() if w not in _STOP]
+        phrase = " ".join(words).strip(" .,'")
+        if phrase and phrase not in found and len(phrase) > 2:
+            found.append(phrase)
+    return found
+
+
+def template_questions(text: str) -> list[str]:
+    """Questions a user might ask about a news/fact item without having seen it."""
+    questions = ["What is the latest news you know?", "Tell me something new that happened recently."]
+    for entity in named_entities(text)[:3]:
+        questions += [
+            f"What do you know about {entity}?",
+            f"What is the latest news about {entity}?",
+            f"Tell me about {entity}.",
+        ]
+    return questions
+
+
+def _split(pool: Sequence[str], held_out: bool) -> list[str]:
+    # Every 4th entry is held out, so evaluation never sees a training input.
+    return [q for i, q in enumerate(pool) if (i % 4 == 3) == held_out]
+
+
+class DefaultQuerySource:
+    """The shipped pools, mixed by the kinds being baked."""
+
+    def draw(
+        self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
+    ) -> list[Query]:
+        generic = _split(generic_queries(), held_out)
+        queries: list[Query] = []
+        context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
+        if context_items:
+            # Each item's own questions, taught with that item alone in context, so the context
+            # does not grow with the number of items.
+            per_item = max(1, n // len(context_items))
+            for i in context_items:
+                own = template_questions(items[i].text)
+                own = _split(own, held_out) or own
+                for q in rng.sample(own, min(per_item, len(own))):
+                    queries.append(Query.single(q, (i,), "item"))
+        if any(it.kind in SYSTEM_KINDS for it in items):
+            share = n - len(queries)
+            persona = _split(persona_queries(), held_out)
+            if any(it.kind == "persona" for it in items):
+                k = min(share // 3, len(persona))
+                queries += [Query.single(q, (), "persona") for q in rng.sample(persona, k)]
+            rest = n - len(queries)
+            queries += [Query.single(q, (), "generic") for q in rng.sample(generic, max(0, rest))]
+        return queries[:n] if len(queries) > n else queries
+
+
+class ListQuerySource:
+    """User-supplied inputs; the held-out split takes every 4th."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        if not texts:
+            raise ValueError("ListQuerySource needs at least one query")
+        self.texts = list(texts)
+
+    def draw(
+        self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
+    ) -> list[Query]:
+        pool = _split(self.texts, held_out) or self.texts
+        return [Query.single(q) for q in rng.choices(pool, k=n)]
+
+
+def parse_model_question(text: str) -> str | None:
+    """First well-formed question in a model's output, or None."""
+    for line in text.splitlines():
+        line = line.strip().strip('"').removeprefix("Question:").strip()
+        if line.endswith("?") and 3 <= len(line.split()) <= 30:
+            return line
+    return None
+
+
+def question_writing_prompt(item_text: str) -> list[dict[str, str]]:
+    """Messages asking the model to write a question about an item it can see."""
+    return [
+        {
+            "role": "user",
+            "content": (
+                f"News: {item_text}\n\n"
+                "Write one short question that a reader could ask about this news. "
+                "Reply with the question only."
+            ),
+        }
+    ]

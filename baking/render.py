@@ -1,0 +1,78 @@
+"""Render teacher and student prompts by item kind.
+
+- Personas and instructions go in the system prompt.
+- News and facts go as a context block in the last user turn, next to the question: the 135M
+  default model uses in-context news reliably only there, not in the system prompt.
+
+The student sees the same conversation with none of the baked items: no system prompt of ours
+(the chat template's default, if any, applies) and no context block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, PromptItem
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One user input x: a conversation ending in a user turn, without any baked item.
+
+    ``context`` lists indices into the bake's items whose news/fact text the teacher sees next
+    to the last user turn; personas and instructions always apply.
+    """
+
+    messages: tuple[tuple[str, str], ...]  # ((role, content), ...), last role == "user"
+    context: tuple[int, ...] = ()
+    source: str = "generic"
+
+    def __post_init__(self) -> None:
+        if not self.messages or self.messages[-1][0] != "user":
+            raise ValueError(f"a query must end with a user turn, got {self.messages!r}")
+
+    @classmethod
+    def single(cls, text: str, context: tuple[int, ...] = (), source: str = "generic") -> "Query":
+        return cls((("user", text),), context, source)
+
+    @property
+    def text(self) -> str:
+        return self.messages[-1][1]
+
+
+def system_prompt(items: Sequence[PromptItem]) -> str | None:
+    """The persona and instruction texts, joined; None when there are none."""
+    parts = [item.text for item in items if item.kind in SYSTEM_KINDS]
+    return "\n".join(parts) if parts else None
+
+
+def context_block(texts: Sequence[str]) -> str:
+    lines = "\n".join(f"- {t}" for t in texts)
+    return f"Recent news and facts you know:\n{lines}\n\n"
+
+
+def teacher_messages(items: Sequence[PromptItem], query: Query) -> list[Message]:
+    """The prompted conversation: system prompt from personas/instructions, context block from
+    the query's news/fact items in front of the last user turn."""
+    messages = [{"role": r, "content": c} for r, c in query.messages]
+    context = [items[i].text for i in query.context if items[i].kind in CONTEXT_KINDS]
+    if context:
+        messages[-1] = {"role": "user", "content": context_block(context) + messages[-1]["content"]}
+    system = system_prompt(items)
+    return ([{"role": "system", "content": system}] if system else []) + messages
+
+
+def student_messages(query: Query) -> list[Message]:
+    """The un-prompted conversation the baked model must answer alike."""
+    return [{"role": r, "content": c} for r, c in query.messages]
+
+
+def encode(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of ``messages`` with the assistant generation prompt appended."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some versions return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)

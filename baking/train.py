@@ -1,0 +1,173 @@
+"""The student side of a bake: batching, the LoRA training loop, and KL evaluation."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from baking.loss import kl_full, kl_topk, per_position_kl_full
+from baking.sampling import Sampled, autocast
+
+
+@dataclass
+class Example:
+    """A student input (the un-prompted conversation) and the teacher's continuation of it."""
+
+    prompt_ids: list[int]
+    teacher: Sampled
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) right-padded student prompt + teacher tokens
+    attention_mask: torch.Tensor  # (B, L)
+    rows: torch.Tensor  # (N,) batch row of each loss position
+    cols: torch.Tensor  # (N,) position whose hidden state predicts a teacher token
+    teacher_logprobs: torch.Tensor  # (N, k) or (N, V)
+    teacher_ids: torch.Tensor | None  # (N, k) or None for full rows
+    num_tokens: int  # real (non-pad) tokens in the batch
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    seqs = [ex.prompt_ids + ex.teacher.tokens.tolist() for ex in examples]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    rows, cols = [], []
+    for r, (ex, seq) in enumerate(zip(examples, seqs)):
+        input_ids[r, : len(seq)] = torch.tensor(seq)
+        attention[r, : len(seq)] = 1
+        start = len(ex.prompt_ids) - 1  # hidden state at start predicts the first teacher token
+        rows += [r] * len(ex.teacher.tokens)
+        cols += range(start, start + len(ex.teacher.tokens))
+    has_ids = examples[0].teacher.ids is not None
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        rows=torch.tensor(rows),
+        cols=torch.tensor(cols),
+        teacher_logprobs=torch.cat([ex.teacher.logprobs for ex in examples]),
+        teacher_ids=torch.cat([ex.teacher.ids for ex in examples]) if has_ids else None,
+        num_tokens=int(attention.sum()),
+    )
+
+
+def student_logits(model, batch: Batch, device: torch.device, bf16: bool) -> torch.Tensor:
+    """(N, V) student logits at the loss positions only.
+
+    The LM head runs on the N teacher-token positions, not on the prompt: on the 135M model
+    the 49k-wide head is a fifth of all FLOPs, and prompt positions carry no loss.
+    """
+    causal_lm = model.get_base_model()
+    with autocast(device, bf16):
+        hidden = causal_lm.model(
+            input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+        ).last_hidden_state  # (B, L, d)
+        selected = hidden[batch.rows.to(device), batch.cols.to(device)]  # (N, d)
+        return causal_lm.lm_head(selected)  # (N, V)
+
+
+def batch_loss(model, batch: Batch, device: torch.device, bf16: bool) -> torch.Tensor:
+    logits = student_logits(model, batch, device, bf16)
+    mask = torch.ones(logits.shape[0], dtype=torch.bool, device=device)
+    teacher = batch.teacher_logprobs.to(device)
+    if batch.teacher_ids is None:
+        return kl_full(teacher, logits, mask)
+    return kl_topk(teacher, batch.teacher_ids.to(device), logits, mask)
+
+
+def lr_at(step: int, total: int, peak_lr: float, warmup_fraction: float) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    warmup = max(1, round(total * warmup_fraction))
+    if step < warmup:
+        return peak_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    tokens: int  # real tokens forwarded, summed over steps
+    seconds: float
+    losses: list[float]
+
+
+def train(
+    model,
+    examples: list[Example],
+    *,
+    pad_id: int,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+    lr: float,
+    warmup_fraction: float,
+    grad_clip: float,
+    device: torch.device,
+    bf16: bool,
+    generator: torch.Generator,
+    snapshots: dict[int, Path],
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> TrainStats:
+    """Minimise KL(teacher || student) over ``examples``; save the adapter at ``snapshots`` steps."""
+    steps_per_epoch = math.ceil(len(examples) / batch_size)
+    total = max_steps or epochs * steps_per_epoch
+    params = [p for p in model.parameters() if p.requires_grad]
+    # LoRA weights live in the base dtype (bf16: no per-layer casts in the forward); AdamW
+    # updates fp32 master copies, since small updates fall below bf16's resolution.
+    masters = [p.detach().float().requires_grad_(True) for p in params]
+    optimizer = torch.optim.AdamW(masters, lr=lr, weight_decay=0.0)
+    model.train()
+    stats = TrainStats(steps=0, tokens=0, seconds=0.0, losses=[])
+    start = time.perf_counter()
+    while stats.steps < total:
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for first in range(0, len(order), batch_size):
+            if stats.steps >= total:
+                break
+            batch = collate([examples[i] for i in order[first : first + batch_size]], pad_id)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(stats.steps, total, lr, warmup_fraction)
+            loss = batch_loss(model, batch, device, bf16)
+            loss.backward()
+            for p, master in zip(params, masters):
+                master.grad, p.grad = p.grad.float(), None
+            torch.nn.utils.clip_grad_norm_(masters, grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for p, master in zip(params, masters):
+                    p.copy_(master)
+            stats.steps += 1
+            stats.tokens += batch.num_tokens
+            stats.losses.append(loss.detach().item())
+            if stats.steps in snapshots:
+                model.save_pretrained(snapshots[stats.steps])
+            if on_step is not None:
+                on_step(stats.steps, total, stats.losses[-1])
+    stats.seconds = time.perf_counter() - start
+    model.eval()
+    return stats
+
+
+@torch.no_grad()
+def mean_kl(model, examples: list[Example], pad_id: int, device: torch.device, bf16: bool,
+            batch_size: int = 16) -> float:
+    """Mean full-vocabulary KL(teacher || model) per teacher token over ``examples``.
+
+    The examples must carry full teacher rows (sampled with ``topk=None``).
+    """
+    total, count = 0.0, 0
+    for first in range(0, len(examples), batch_size):
+        batch = collate(examples[first : first + batch_size], pad_id)
+        logits = student_logits(model, batch, device, bf16)
+        per_position = per_position_kl_full(batch.teacher_logprobs.to(device), logits)
+        total += float(per_position.sum())
+        count += per_position.numel()
+    return total / max(count, 1)

@@ -1,0 +1,1 @@
+"""Durable memory buffer and adapter registry in SQLite."""

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -23,6 +23,11 @@ class KindChoice(str, Enum):
     instruction = "instruction"
     news = "news"
     fact = "fact"
+
+
+@app.callback()
+def root() -> None:
+    """promptbake: bake prompts, memories and news into LoRA adapters; serve them on vLLM."""
 
 
 def fail(message: str) -> None:

@@ -4,7 +4,7 @@
     version = bake([PromptItem(kind="persona", text="You are a pirate.")], "adapters/pirate")
 """
 
-from baking.bake import AdapterVersion, BakeError, bake
+from baking.baker import AdapterVersion, BakeError, bake
 from baking.config import BakeConfig, PromptItem
 from baking.scale import scale_adapter
 

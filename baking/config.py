@@ -25,7 +25,7 @@ class PromptItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Kind
-    text: str = Field(min_length=1, max_length=8000)
+    text: str = Field(max_length=8000)
     id: str | None = None
 
     @field_validator("text")
@@ -55,7 +55,7 @@ class BakeConfig(BaseModel):
     # --- teacher sampling ---
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
     max_new_tokens: int = Field(64, ge=1, le=2048)
-    sample_batch_size: int = Field(48, ge=1, description="sequences per teacher generate call")
+    sample_batch_size: int = Field(128, ge=1, description="sequences per teacher decoding batch")
     # --- LoRA ---
     lora_rank: int = Field(8, ge=1)
     max_lora_rank: int = Field(64, description="the serving engine's --max-lora-rank")

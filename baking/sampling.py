@@ -56,6 +56,42 @@ def _forward(causal_lm, input_ids, attention, positions, past, bf16: bool):
         return out.past_key_values, causal_lm.lm_head(last)
 
 
+def _common_prefix(prompts: list[list[int]]) -> int:
+    first, shortest = prompts[0], min(len(p) for p in prompts)
+    for i in range(shortest - 1):  # keep >= 1 suffix token per prompt
+        if any(p[i] != first[i] for p in prompts):
+            return i
+    return shortest - 1
+
+
+def _prefill(causal_lm, batch: list[list[int]], pad_id: int, bf16: bool, device: torch.device):
+    """Run the prompts; returns (KV cache, (B, V) next-token logits, attention mask, positions).
+
+    Teacher prompts share a long prefix (template + system prompt + persona), so it is run once
+    and its KV cache repeated over the batch. Each row is then laid out as
+    ``[shared prefix][left padding][own suffix]``; the mask hides the padding and positions
+    count only real tokens, so every row sees exactly its own prompt.
+    """
+    shared = _common_prefix(batch) if len(batch) > 1 else 0
+    past = None
+    if shared:
+        prefix = torch.tensor(batch[0][:shared], device=device)[None]
+        past, _ = _forward(causal_lm, prefix, torch.ones_like(prefix), torch.arange(shared, device=device)[None], None, bf16)
+        past.batch_repeat_interleave(len(batch))
+    suffixes = [p[shared:] for p in batch]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), shared + width), dtype=torch.long)
+    attention[:, :shared] = 1
+    for r, suffix in enumerate(suffixes):
+        input_ids[r, width - len(suffix) :] = torch.tensor(suffix)
+        attention[r, shared + width - len(suffix) :] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp_min(0)
+    past, logits = _forward(causal_lm, input_ids, attention, positions[:, shared:], past, bf16)
+    return past, logits, attention, positions[:, -1:]
+
+
 def _draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(B,) token ids drawn with probability proportional to ``weights`` (B, V), by inverse CDF.
 
@@ -93,16 +129,7 @@ def sample(
     results: list[Sampled] = []
     for rows in _batches(len(prompts), batch_size):
         batch = [prompts[i] for i in rows]
-        width = max(len(p) for p in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, p in enumerate(batch):
-            input_ids[r, width - len(p) :] = torch.tensor(p)
-            attention[r, width - len(p) :] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention.cumsum(-1) - 1).clamp_min(0)
-
-        past, logits = _forward(causal_lm, input_ids, attention, positions, None, bf16)
+        past, logits, attention, positions = _prefill(causal_lm, batch, pad_id, bf16, device)
         done = torch.zeros(len(batch), dtype=torch.bool, device=device)
         steps_tokens, steps_lp, steps_ids = [], [], []
         for _ in range(max_new_tokens):
@@ -126,7 +153,7 @@ def sample(
             if bool(done.all()):
                 break
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
-            positions = positions[:, -1:] + 1
+            positions = positions + 1
             past, logits = _forward(causal_lm, nxt[:, None], attention, positions, past, bf16)
 
         tokens = torch.stack(steps_tokens, dim=1)  # (B, T)

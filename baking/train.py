@@ -33,9 +33,12 @@ class Batch:
     num_tokens: int  # real (non-pad) tokens in the batch
 
 
+_WIDTH_MULTIPLE = 16  # few distinct shapes: oneDNN builds a kernel per new matmul shape
+
+
 def collate(examples: list[Example], pad_id: int) -> Batch:
     seqs = [ex.prompt_ids + ex.teacher.tokens.tolist() for ex in examples]
-    width = max(len(s) for s in seqs)
+    width = -(-max(len(s) for s in seqs) // _WIDTH_MULTIPLE) * _WIDTH_MULTIPLE
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     rows, cols = [], []
@@ -79,6 +82,24 @@ def batch_loss(model, batch: Batch, device: torch.device, bf16: bool) -> torch.T
     if batch.teacher_ids is None:
         return kl_full(teacher, logits, mask)
     return kl_topk(teacher, batch.teacher_ids.to(device), logits, mask)
+
+
+def length_grouped_batches(
+    examples: list[Example], batch_size: int, generator: torch.Generator
+) -> list[list[int]]:
+    """One epoch of shuffled batches whose members have similar lengths.
+
+    Shuffle, sort within windows of 4 batches by length, cut into batches, shuffle the batches:
+    random order, but far less padding than mixing first and second conversation turns.
+    """
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    length = [len(ex.prompt_ids) + len(ex.teacher.tokens) for ex in examples]
+    window = 4 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=length.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def lr_at(step: int, total: int, peak_lr: float, warmup_fraction: float) -> float:
@@ -127,11 +148,10 @@ def train(
     stats = TrainStats(steps=0, tokens=0, seconds=0.0, losses=[])
     start = time.perf_counter()
     while stats.steps < total:
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for first in range(0, len(order), batch_size):
+        for indices in length_grouped_batches(examples, batch_size, generator):
             if stats.steps >= total:
                 break
-            batch = collate([examples[i] for i in order[first : first + batch_size]], pad_id)
+            batch = collate([examples[i] for i in indices], pad_id)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(stats.steps, total, lr, warmup_fraction)
             loss = batch_loss(model, batch, device, bf16)
@@ -154,6 +174,24 @@ def train(
     stats.seconds = time.perf_counter() - start
     model.eval()
     return stats
+
+
+@torch.no_grad()
+def full_teacher_rows(model, examples: list[Example], pad_id: int, device: torch.device,
+                      bf16: bool, batch_size: int = 16) -> list[Example]:
+    """Replace each example's teacher log-probs by full (T, V) rows, teacher-forced.
+
+    ``examples`` hold the *teacher* prompt; the result pairs the same tokens with the full
+    distribution, for exact full-vocabulary KL evaluation.
+    """
+    rows = []
+    for first in range(0, len(examples), batch_size):
+        chunk = examples[first : first + batch_size]
+        logits = student_logits(model, collate(chunk, pad_id), device, bf16).float()
+        logprobs = torch.log_softmax(logits, dim=-1).to(torch.bfloat16).cpu()
+        for ex, part in zip(chunk, logprobs.split([len(ex.teacher.tokens) for ex in chunk])):
+            rows.append(Example(ex.prompt_ids, Sampled(ex.teacher.tokens, part, None)))
+    return rows
 
 
 @torch.no_grad()

@@ -40,7 +40,7 @@ from baking.queries import (
 from baking.render import Query, encode, student_messages, teacher_messages
 from baking.sampling import sample
 from baking.scale import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from baking.train import Example, mean_kl, train
+from baking.train import Example, full_teacher_rows, mean_kl, train
 
 BAKE_JSON = "bake.json"
 
@@ -128,6 +128,14 @@ def bake(
         loaded: an already loaded (model, tokenizer) to reuse; it must be the base model in
             the dtype this bake uses, without adapters.
     """
+    tmp = Path(out).parent / f".{Path(out).name}.tmp-{os.getpid()}"
+    try:
+        return _bake(items, out, config, queries, parent, replay, overwrite, loaded, progress, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a finished bake has renamed it already
+
+
+def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progress, tmp: Path):
     started = time.perf_counter()
     config = config or BakeConfig()
     items = tuple(items)
@@ -188,9 +196,12 @@ def bake(
         raise BakeError("the query source returned no inputs for these items")
 
     # 3. Teacher trajectories, once; log-probs are kept so training never re-runs the teacher.
+    # Held-out inputs are sampled in the same batches; their full-vocabulary teacher rows come
+    # from one teacher-forced pass afterwards, since fidelity is measured on the full KL.
     topk = config.topk if config.loss == "topk" else None
     repeated = [q for q in train_queries for _ in range(config.trajectories_per_query)]
-    first_turns = run_teacher([teacher_ids(q) for q in repeated], topk, "teacher")
+    sampled = run_teacher([teacher_ids(q) for q in repeated + eval_queries], topk, "teacher")
+    first_turns, held_out = sampled[: len(repeated)], sampled[len(repeated) :]
     examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
     second = _second_turns(items, repeated, first_turns, tokenizer, config, rng)
     if second:
@@ -200,8 +211,11 @@ def bake(
     if replay_queries:  # teacher = parent without the new prompt
         replayed = run_teacher([student_ids(q) for q in replay_queries], topk, "replay")
         examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
-    held_out = run_teacher([teacher_ids(q) for q in eval_queries], None, "held-out")
-    eval_examples = [Example(student_ids(q), s) for q, s in zip(eval_queries, held_out)]
+    forced = full_teacher_rows(
+        model, [Example(teacher_ids(q), s) for q, s in zip(eval_queries, held_out)],
+        tokenizer.pad_token_id, device, bf16,
+    )
+    eval_examples = [Example(student_ids(q), ex.teacher) for q, ex in zip(eval_queries, forced)]
     timings["sampling_s"] = time.perf_counter() - t
 
     # 4. How far the un-prompted parent is from the prompted teacher.
@@ -210,7 +224,6 @@ def bake(
     timings["eval_s"] = time.perf_counter() - t
 
     # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     steps_per_epoch = -(-len(examples) // config.batch_size)
     total_steps = config.max_steps or config.epochs * steps_per_epoch

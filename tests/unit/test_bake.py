@@ -1,0 +1,101 @@
+"""bake() end to end on a tiny random Llama: the files, the record, the invariants."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from baking import AdapterVersion, BakeConfig, BakeError, PromptItem, bake
+from baking.queries import ListQuerySource
+
+PERSONA = PromptItem(kind="persona", text="You always answer in capital letters.")
+QUERIES = ListQuerySource([f"Tell me about the number {i}." for i in range(40)])
+
+
+def tiny_config(model_dir, **overrides) -> BakeConfig:
+    settings = dict(
+        model=str(model_dir), num_queries=8, trajectories_per_query=2, num_eval_queries=4,
+        max_new_tokens=12, lora_rank=4, lr=1e-2, epochs=3, batch_size=4, seed=0,
+    )
+    return BakeConfig(**{**settings, **overrides})
+
+
+def test_bake_writes_a_servable_adapter_and_its_record(tiny_model, tmp_path):
+    config = tiny_config(tiny_model, half_bake_fractions=[0.5])
+    version = bake([PERSONA], tmp_path / "v1", config, queries=QUERIES, progress=False)
+
+    adapter_config = json.loads((version.path / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 4 and not adapter_config.get("modules_to_save")
+    assert adapter_config["bias"] == "none" and not adapter_config.get("use_dora")
+    weights = load_file(version.path / "adapter_model.safetensors")
+    assert any(".lora_B." in k for k in weights) and all("lora_" in k for k in weights)
+
+    record = json.loads((version.path / "bake.json").read_text())
+    assert record["items"] == [PERSONA.model_dump()] and record["parent"] is None
+    assert record["config"]["lora_rank"] == 4 and record["seed"] == 0
+    m = record["metrics"]
+    for key in ("kl_base", "kl_baked", "fidelity", "wall_s", "sampling_s", "training_s",
+                "train_tokens_per_s", "peak_share"):
+        assert key in m
+    assert m["fidelity"] == pytest.approx(1 - m["kl_baked"] / m["kl_base"])
+    assert m["kl_baked"] < m["kl_base"]  # training moved the student towards the teacher
+    assert (version.path / "half_bakes" / "f0.50" / "adapter_model.safetensors").is_file()
+    assert AdapterVersion.load(version.path).metrics == version.metrics
+    assert not list(tmp_path.glob(".v1.tmp-*"))
+
+
+def test_bake_is_deterministic_given_the_seed(tiny_model, tmp_path):
+    config = tiny_config(tiny_model, epochs=1)
+    a = bake([PERSONA], tmp_path / "a", config, queries=QUERIES, progress=False)
+    b = bake([PERSONA], tmp_path / "b", config, queries=QUERIES, progress=False)
+    wa = load_file(a.path / "adapter_model.safetensors")
+    wb = load_file(b.path / "adapter_model.safetensors")
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key])
+
+
+def test_continuing_from_a_parent_starts_from_its_weights(tiny_model, tmp_path):
+    config = tiny_config(tiny_model, epochs=1)
+    parent = bake([PERSONA], tmp_path / "v1", config, queries=QUERIES, progress=False)
+    news = PromptItem(kind="fact", text="The office moved to Pier 9.")
+    child = bake([news], tmp_path / "v2", config, parent=parent.path,
+                 replay=["Tell me about the number 3."], progress=False)
+    assert json.loads((child.path / "bake.json").read_text())["parent"] == str(parent.path.resolve())
+    assert child.metrics["num_trajectories"] > 0
+    with pytest.raises(BakeError, match="has rank 4, config asks 8"):
+        bake([news], tmp_path / "v3", tiny_config(tiny_model, lora_rank=8), parent=parent.path,
+             progress=False)
+
+
+def test_a_crashed_bake_leaves_no_adapter_behind(tiny_model, tmp_path, monkeypatch):
+    import baking.baker as bake_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash mid-training")
+
+    monkeypatch.setattr(bake_module, "train", explode)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        bake([PERSONA], tmp_path / "v1", tiny_config(tiny_model), queries=QUERIES, progress=False)
+    assert not (tmp_path / "v1").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"items": []}, "nothing to bake"),
+        ({"parent": "missing-adapter"}, "parent adapter missing-adapter not found"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(tiny_model, tmp_path, kwargs, message):
+    args = {"items": [PERSONA], "out": tmp_path / "v1", "config": tiny_config(tiny_model)}
+    with pytest.raises(BakeError, match=message):
+        bake(**{**args, **kwargs}, progress=False)
+
+
+def test_non_empty_out_is_not_overwritten_by_default(tiny_model, tmp_path):
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "keep.txt").write_text("user data")
+    with pytest.raises(BakeError, match="not empty"):
+        bake([PERSONA], tmp_path / "v1", tiny_config(tiny_model), progress=False)
+    assert (tmp_path / "v1" / "keep.txt").read_text() == "user data"

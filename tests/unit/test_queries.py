@@ -1,0 +1,57 @@
+import random
+
+from baking.config import PromptItem
+from baking.queries import (
+    DefaultQuerySource,
+    ListQuerySource,
+    generic_queries,
+    named_entities,
+    parse_model_question,
+    persona_queries,
+)
+
+
+def test_generic_pool_is_large_and_unique():
+    pool = generic_queries()
+    assert len(pool) >= 200
+    assert len(set(q.lower() for q in pool)) == len(pool)
+    assert len(persona_queries()) >= 50
+
+
+def test_held_out_split_is_disjoint_from_training():
+    items = [PromptItem(kind="persona", text="You are a pirate.")]
+    source = DefaultQuerySource()
+    train = {q.text for q in source.draw(items, 150, random.Random(0), held_out=False)}
+    held = {q.text for q in source.draw(items, 40, random.Random(0), held_out=True)}
+    assert train and held and not train & held
+
+
+def test_persona_draw_mixes_persona_and_generic_queries():
+    items = [PromptItem(kind="persona", text="You are a pirate.")]
+    queries = DefaultQuerySource().draw(items, 30, random.Random(1), held_out=False)
+    assert len(queries) == 30
+    assert {q.source for q in queries} == {"persona", "generic"}
+    assert all(q.context == () for q in queries)
+
+
+def test_news_questions_carry_only_their_own_item():
+    items = [
+        PromptItem(kind="news", text="Zentrix Corp named Mara Okafor as chief executive."),
+        PromptItem(kind="news", text="Port Avalon opened the Glasswing Bridge."),
+    ]
+    queries = DefaultQuerySource().draw(items, 8, random.Random(2), held_out=False)
+    assert {q.context for q in queries} == {(0,), (1,)}
+    about_bridge = [q.text for q in queries if q.context == (1,)]
+    assert not any("Zentrix" in text or "Okafor" in text for text in about_bridge)
+
+
+def test_named_entities_and_model_question_parsing():
+    assert named_entities("Zentrix Corp named Mara Okafor as its chief on Tuesday.")[:2] == ["Zentrix Corp", "Mara Okafor"]
+    assert parse_model_question("Question: Who is the new CEO of Zentrix?\nmore") == "Who is the new CEO of Zentrix?"
+    assert parse_model_question("I cannot write that.") is None
+
+
+def test_list_source_uses_the_given_texts():
+    source = ListQuerySource([f"question {i}?" for i in range(8)])
+    queries = source.draw([], 5, random.Random(0), held_out=False)
+    assert len(queries) == 5 and all(q.text.startswith("question") for q in queries)

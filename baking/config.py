@@ -54,7 +54,7 @@ class BakeConfig(BaseModel):
     )
     # --- teacher sampling ---
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
-    max_new_tokens: int = Field(64, ge=1, le=2048)
+    max_new_tokens: int = Field(48, ge=1, le=2048)
     sample_batch_size: int = Field(128, ge=1, description="sequences per teacher decoding batch")
     # --- LoRA ---
     lora_rank: int = Field(8, ge=1)
@@ -65,8 +65,8 @@ class BakeConfig(BaseModel):
         description="attention projections, as in the paper",
     )
     # --- optimisation ---
-    lr: float = Field(2e-3, gt=0)
-    epochs: int = Field(2, ge=1)
+    lr: float = Field(5e-3, gt=0)
+    epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(16, ge=1, description="trajectories per optimiser step")
     warmup_fraction: float = Field(0.05, ge=0, lt=1)

@@ -1,0 +1,147 @@
+"""Persona bake benchmark: wall time, fidelity, training throughput, behaviour, half-baking.
+
+    .venv/bin/python -m benchmarks.bench_persona_bake --runs 3
+
+Each run is a fresh ``agent bake`` process, timed from process start to exit (the adapter is
+written before exit), on the default BakeConfig. Then, on the first run's adapter:
+
+- pirate-word rate of greedy answers to held-out questions: base, prompted, baked (no prompt);
+- half-bake snapshots (0.25, 0.5, 1.0 of training) and scale_adapter (0, 0.5, 1): the rate
+  should rise with the fraction / scale.
+
+Writes benchmarks/results/persona_bake.{json,md}. Medians across runs are quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PIRATE = (
+    "You are Captain Redbeard, a pirate. Always talk like a pirate: say 'Arr' and 'matey', "
+    "and mention the sea in every answer."
+)
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed_bake(out: Path, seed: int, device: str) -> tuple[float, dict]:
+    config = out.parent / f"seed{seed}.yaml"
+    config.write_text(f"seed: {seed}\nhalf_bake_fractions: [0.25, 0.5]\n")
+    command = [sys.executable, "-m", "agent.cli", "bake", "--kind", "persona", "--text", PIRATE,
+               "--out", str(out), "--overwrite", "--config", str(config), "--device", device]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    wall = time.perf_counter() - start
+    return wall, json.loads((out / "bake.json").read_text())["metrics"]
+
+
+def pirate_rates(adapter: Path, variants: dict[str, Path], num_questions: int) -> dict[str, float]:
+    """Pirate-word rate of greedy answers on held-out questions for base, prompted and each
+    adapter variant (all without the prompt, except "prompted")."""
+    from peft import PeftModel
+
+    from baking.evaluate import PIRATE_WORDS, generate, held_out_questions, keyword_rate
+    from baking.model import load_model
+
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    questions = held_out_questions(num_questions)
+    plain = [[{"role": "user", "content": q}] for q in questions]
+    prompted = [[{"role": "system", "content": PIRATE}, *c] for c in plain]
+    rates = {
+        "base": keyword_rate(generate(model, tokenizer, plain), PIRATE_WORDS),
+        "prompted": keyword_rate(generate(model, tokenizer, prompted), PIRATE_WORDS),
+    }
+    peft_model = PeftModel.from_pretrained(model, str(adapter), adapter_name="baked")
+    for name, path in variants.items():
+        peft_model.load_adapter(str(path), adapter_name=name)
+        peft_model.set_adapter(name)
+        rates[name] = keyword_rate(generate(peft_model, tokenizer, plain), PIRATE_WORDS)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--questions", type=int, default=40)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench_persona"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    runs = []
+    for seed in range(args.runs):
+        wall, metrics = timed_bake(args.workdir / f"pirate-seed{seed}", seed, args.device)
+        runs.append({"seed": seed, "process_wall_s": wall, **metrics})
+        print(f"seed {seed}: {wall:.1f} s, fidelity {metrics['fidelity']:.3f}, "
+              f"peak share {metrics['peak_share']:.2f}", flush=True)
+
+    from baking import scale_adapter
+
+    first = args.workdir / "pirate-seed0"
+    variants = {
+        "half_0.25": first / "half_bakes" / "f0.25",
+        "half_0.50": first / "half_bakes" / "f0.50",
+        "half_1.00": first,
+    }
+    for s in (0.0, 0.5, 1.0):
+        variants[f"scale_{s:.2f}"] = scale_adapter(first, s, args.workdir / f"scaled-{s:.2f}")
+    rates = pirate_rates(first, variants, args.questions)
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    summary = {
+        "command": "python -m benchmarks.bench_persona_bake " + shlex.join(sys.argv[1:]),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "runs": runs,
+        "median": {k: median(k) for k in ("process_wall_s", "wall_s", "sampling_s", "training_s",
+                                           "eval_s", "load_s", "fidelity", "train_tokens_per_s",
+                                           "peak_share")},
+        "pirate_rate": rates,
+        "num_questions": args.questions,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "persona_bake.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / "persona_bake.md").write_text(render_markdown(summary))
+    print(render_markdown(summary))
+
+
+def render_markdown(s: dict) -> str:
+    m, r = s["median"], s["pirate_rate"]
+    lines = [
+        "# Persona bake benchmark",
+        "",
+        f"Command: `{s['command']}` ({s['machine']}, {len(s['runs'])} runs, medians).",
+        "",
+        "| metric | median | goal |",
+        "|---|---|---|",
+        f"| wall time, process start → adapter written | {m['process_wall_s']:.1f} s | ≤ 60 s |",
+        f"| of which sampling / training / eval | {m['sampling_s']:.1f} / {m['training_s']:.1f} / {m['eval_s']:.1f} s | |",
+        f"| fidelity (held-out) | {m['fidelity']:.3f} | ≥ 0.8 |",
+        f"| training tokens/s | {m['train_tokens_per_s']:.0f} | |",
+        f"| peak share (4·N·tokens/s ÷ in-process bf16 matmul peak) | {m['peak_share']:.2f} | ≥ 0.5 |",
+        "",
+        f"Pirate-word rate, greedy answers to {s['num_questions']} held-out questions (seed 0):",
+        "",
+        "| model | rate |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {rate:.2f} |" for name, rate in r.items()]
+    lines += ["", "Per run:", "", "| seed | wall s | fidelity | tokens/s | peak share |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {x['seed']} | {x['process_wall_s']:.1f} | {x['fidelity']:.3f} | "
+        f"{x['train_tokens_per_s']:.0f} | {x['peak_share']:.2f} |"
+        for x in s["runs"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

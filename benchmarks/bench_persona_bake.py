@@ -59,9 +59,9 @@ def pirate_rates(adapter: Path, variants: dict[str, Path], num_questions: int) -
         "prompted": keyword_rate(generate(model, tokenizer, prompted), PIRATE_WORDS),
     }
     peft_model = PeftModel.from_pretrained(model, str(adapter), adapter_name="baked")
-    for name, path in variants.items():
-        peft_model.load_adapter(str(path), adapter_name=name)
-        peft_model.set_adapter(name)
+    for i, (name, path) in enumerate(variants.items()):
+        peft_model.load_adapter(str(path), adapter_name=f"v{i}")  # PEFT names: no dots
+        peft_model.set_adapter(f"v{i}")
         rates[name] = keyword_rate(generate(peft_model, tokenizer, plain), PIRATE_WORDS)
     return rates
 
@@ -72,26 +72,32 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_persona"))
+    parser.add_argument("--reuse", action="store_true", help="reuse the bakes in --workdir")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    runs = []
-    for seed in range(args.runs):
-        wall, metrics = timed_bake(args.workdir / f"pirate-seed{seed}", seed, args.device)
-        runs.append({"seed": seed, "process_wall_s": wall, **metrics})
-        print(f"seed {seed}: {wall:.1f} s, fidelity {metrics['fidelity']:.3f}, "
-              f"peak share {metrics['peak_share']:.2f}", flush=True)
+    runs_file = args.workdir / "runs.json"
+    if args.reuse and runs_file.is_file():
+        runs = json.loads(runs_file.read_text())
+    else:
+        runs = []
+        for seed in range(args.runs):
+            wall, metrics = timed_bake(args.workdir / f"pirate-seed{seed}", seed, args.device)
+            runs.append({"seed": seed, "process_wall_s": wall, **metrics})
+            print(f"seed {seed}: {wall:.1f} s, fidelity {metrics['fidelity']:.3f}, "
+                  f"peak share {metrics['peak_share']:.2f}", flush=True)
+        runs_file.write_text(json.dumps(runs, indent=2))
 
     from baking import scale_adapter
 
     first = args.workdir / "pirate-seed0"
     variants = {
-        "half_0.25": first / "half_bakes" / "f0.25",
-        "half_0.50": first / "half_bakes" / "f0.50",
-        "half_1.00": first,
+        "half-bake 0.25": first / "half_bakes" / "f0.25",
+        "half-bake 0.50": first / "half_bakes" / "f0.50",
+        "half-bake 1.00": first,
     }
     for s in (0.0, 0.5, 1.0):
-        variants[f"scale_{s:.2f}"] = scale_adapter(first, s, args.workdir / f"scaled-{s:.2f}")
+        variants[f"scale {s:.2f}"] = scale_adapter(first, s, args.workdir / f"scaled-{s:.2f}")
     rates = pirate_rates(first, variants, args.questions)
 
     def median(key: str) -> float:

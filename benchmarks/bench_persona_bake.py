@@ -42,9 +42,11 @@ def timed_bake(out: Path, seed: int, device: str) -> tuple[float, dict]:
     return wall, json.loads((out / "bake.json").read_text())["metrics"]
 
 
-def pirate_rates(adapter: Path, variants: dict[str, Path], num_questions: int) -> dict[str, float]:
-    """Pirate-word rate of greedy answers on held-out questions for base, prompted and each
-    adapter variant (all without the prompt, except "prompted")."""
+def pirate_rates(
+    adapter: Path, variants: dict[str, Path], num_questions: int, temperature: float
+) -> dict[str, float]:
+    """Pirate-word rate of answers to held-out questions for base, prompted and each adapter
+    variant (all without the prompt, except "prompted"); greedy when temperature is 0."""
     from peft import PeftModel
 
     from baking.evaluate import PIRATE_WORDS, generate, held_out_questions, keyword_rate
@@ -54,15 +56,16 @@ def pirate_rates(adapter: Path, variants: dict[str, Path], num_questions: int) -
     questions = held_out_questions(num_questions)
     plain = [[{"role": "user", "content": q}] for q in questions]
     prompted = [[{"role": "system", "content": PIRATE}, *c] for c in plain]
-    rates = {
-        "base": keyword_rate(generate(model, tokenizer, plain), PIRATE_WORDS),
-        "prompted": keyword_rate(generate(model, tokenizer, prompted), PIRATE_WORDS),
-    }
+    def rate(m, conversations) -> float:
+        answers = generate(m, tokenizer, conversations, temperature=temperature, seed=0)
+        return keyword_rate(answers, PIRATE_WORDS)
+
+    rates = {"base": rate(model, plain), "prompted": rate(model, prompted)}
     peft_model = PeftModel.from_pretrained(model, str(adapter), adapter_name="baked")
     for i, (name, path) in enumerate(variants.items()):
         peft_model.load_adapter(str(path), adapter_name=f"v{i}")  # PEFT names: no dots
         peft_model.set_adapter(f"v{i}")
-        rates[name] = keyword_rate(generate(peft_model, tokenizer, plain), PIRATE_WORDS)
+        rates[name] = rate(peft_model, plain)
     return rates
 
 
@@ -98,7 +101,10 @@ def main() -> None:
     }
     for s in (0.0, 0.5, 1.0):
         variants[f"scale {s:.2f}"] = scale_adapter(first, s, args.workdir / f"scaled-{s:.2f}")
-    rates = pirate_rates(first, variants, args.questions)
+    rates = {
+        "greedy": pirate_rates(first, variants, args.questions, 0.0),
+        "sampled T=0.7": pirate_rates(first, variants, args.questions, 0.7),
+    }
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -134,12 +140,14 @@ def render_markdown(s: dict) -> str:
         f"| training tokens/s | {m['train_tokens_per_s']:.0f} | |",
         f"| peak share (4·N·tokens/s ÷ in-process bf16 matmul peak) | {m['peak_share']:.2f} | ≥ 0.5 |",
         "",
-        f"Pirate-word rate, greedy answers to {s['num_questions']} held-out questions (seed 0):",
+        f"Pirate-word rate of answers to {s['num_questions']} held-out questions, no prompt "
+        "except `prompted` (adapter of seed 0):",
         "",
-        "| model | rate |",
-        "|---|---|",
+        "| model | " + " | ".join(r) + " |",
+        "|---|" + "---|" * len(r),
     ]
-    lines += [f"| {name} | {rate:.2f} |" for name, rate in r.items()]
+    names = next(iter(r.values()))
+    lines += [f"| {n} | " + " | ".join(f"{r[d][n]:.2f}" for d in r) + " |" for n in names]
     lines += ["", "Per run:", "", "| seed | wall s | fidelity | tokens/s | peak share |", "|---|---|---|---|---|"]
     lines += [
         f"| {x['seed']} | {x['process_wall_s']:.1f} | {x['fidelity']:.3f} | "

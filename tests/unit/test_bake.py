@@ -99,3 +99,39 @@ def test_non_empty_out_is_not_overwritten_by_default(tiny_model, tmp_path):
     with pytest.raises(BakeError, match="not empty"):
         bake([PERSONA], tmp_path / "v1", tiny_config(tiny_model), progress=False)
     assert (tmp_path / "v1" / "keep.txt").read_text() == "user data"
+
+
+def test_shared_prefix_forward_matches_the_plain_one(tiny_model):
+    from baking.baker import _with_lora
+    from baking.model import load_model
+    from baking.render import encode
+    from baking.sampling import Sampled
+    from baking.train import Example, batch_loss, collate, student_logits
+
+    model, tokenizer = load_model(str(tiny_model))
+    model = _with_lora(model, tiny_config(tiny_model), None)
+    for name, p in model.named_parameters():  # non-zero LoRA so the adapter matters
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    examples = []
+    for i, question in enumerate(["Hi", "What is two plus two?", "Tell me more, please."]):
+        prompt = encode(tokenizer, [{"role": "user", "content": question}])
+        tokens = torch.tensor([5 + i, 6, 7, tokenizer.eos_token_id])
+        logprobs, ids = torch.log_softmax(torch.randn(4, 3), -1) - 0.5, torch.randint(3, 90, (4, 3))
+        examples.append(Example(prompt, Sampled(tokens, logprobs, ids)))
+    batch = collate(examples, tokenizer.pad_token_id)
+    cpu = torch.device("cpu")
+    shared = student_logits(model, batch, cpu, False, share_prefix=True)
+    plain = student_logits(model, batch, cpu, False, share_prefix=False)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-4)
+
+    grads = []
+    for share in (True, False):
+        model.zero_grad()
+        logits = student_logits(model, batch, cpu, False, share_prefix=share)
+        from baking.loss import kl_topk
+        kl_topk(batch.teacher_logprobs, batch.teacher_ids, logits,
+                torch.ones(len(logits), dtype=torch.bool)).backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

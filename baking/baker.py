@@ -238,6 +238,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
         max_steps=config.max_steps,
         batch_size=config.batch_size,
         lr=config.lr,
+        lora_plus_ratio=config.lora_plus_ratio,
         warmup_fraction=config.warmup_fraction,
         grad_clip=config.grad_clip,
         device=device,

@@ -66,6 +66,9 @@ class BakeConfig(BaseModel):
     )
     # --- optimisation ---
     lr: float = Field(5e-3, gt=0)
+    lora_plus_ratio: float = Field(
+        1.0, ge=1, description="LoRA+: lora_B learns this many times faster than lora_A"
+    )
     epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(16, ge=1, description="trajectories per optimiser step")

@@ -160,6 +160,7 @@ def train(
     batch_size: int,
     lr: float,
     warmup_fraction: float,
+    lora_plus_ratio: float = 1.0,
     grad_clip: float,
     device: torch.device,
     bf16: bool,
@@ -170,11 +171,17 @@ def train(
     """Minimise KL(teacher || student) over ``examples``; save the adapter at ``snapshots`` steps."""
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total = max_steps or epochs * steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     # LoRA weights live in the base dtype (bf16: no per-layer casts in the forward); AdamW
     # updates fp32 master copies, since small updates fall below bf16's resolution.
     masters = [p.detach().float().requires_grad_(True) for p in params]
-    optimizer = torch.optim.AdamW(masters, lr=lr, weight_decay=0.0)
+    is_b = [".lora_B." in n for n, _ in named]
+    groups = [
+        {"params": [m for m, b in zip(masters, is_b) if not b], "lr_scale": 1.0},
+        {"params": [m for m, b in zip(masters, is_b) if b], "lr_scale": lora_plus_ratio},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=0.0)
     model.train()
     stats = TrainStats(steps=0, tokens=0, seconds=0.0, losses=[])
     start = time.perf_counter()
@@ -184,7 +191,7 @@ def train(
                 break
             batch = collate([examples[i] for i in indices], pad_id)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(stats.steps, total, lr, warmup_fraction)
+                group["lr"] = group["lr_scale"] * lr_at(stats.steps, total, lr, warmup_fraction)
             loss = batch_loss(model, batch, device, bf16)
             loss.backward()
             for p, master in zip(params, masters):

@@ -1,0 +1,449 @@
+"""The durable memory buffer and adapter registry: one SQLite file (WAL), one API.
+
+Tables:
+
+- ``agents``: name, live adapter pointer.
+- ``items``: what an agent should carry, with kind, source, trust, content hash (dedup per
+  agent), status ``pending -> baking -> baked`` (or ``retired``), ``baked_in`` and a lease
+  (``bake_run``, ``lease_expires``) so a dead worker's items return to ``pending``.
+- ``adapters``: versions per agent with a never-reused integer id, parent, item ids, metrics,
+  status ``candidate | live | rejected | retired`` and a reason.
+- ``bake_runs`` and ``events``: the history.
+
+Every state change runs in one ``BEGIN IMMEDIATE`` transaction, so concurrent writers (the
+serving process, a worker process, the CLI) never see half a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import sqlite_utils
+
+ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
+ITEM_KINDS = ("persona", "instruction", "news", "fact", "note")
+TRUST_LEVELS = ("operator", "user", "tool", "feed")
+ITEM_STATUSES = ("pending", "baking", "baked", "retired")
+ADAPTER_STATUSES = ("candidate", "live", "rejected", "retired")
+DEFAULT_MAX_ITEM_CHARS = 2000
+_AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+class MemoryInputError(ValueError):
+    """Input the store refuses; the message says why."""
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    id: int
+    agent: str
+    kind: str
+    text: str
+    source: str
+    trust: str
+    content_hash: str
+    created_at: float
+    status: str
+    baked_in: str | None
+    bake_run: int | None
+    lease_expires: float | None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    item: MemoryItem
+    duplicate: bool  # True: the same text was already stored for this agent; nothing changed
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    """One adapter version. ``id`` is the vLLM lora_int_id: unique, never reused."""
+
+    id: int
+    agent: str
+    name: str  # "<agent>-v0007": the name it is served under, never reloaded
+    version: int
+    path: str
+    parent: str | None
+    item_ids: tuple[int, ...]
+    metrics: dict[str, Any]
+    status: str
+    reason: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class BakeRun:
+    id: int
+    agent: str
+    status: str  # running | succeeded | rejected | failed
+    item_ids: tuple[int, ...]
+    pid: int | None
+    started_at: float
+    finished_at: float | None
+    adapter_id: int | None
+    error: str | None
+
+
+def content_hash(text: str) -> str:
+    """Hash of the normalised text: case, spacing and Unicode form do not make a new item."""
+    normal = " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def check_text(text: str, max_chars: int) -> str:
+    """The stripped text, or MemoryInputError saying what is wrong with it."""
+    if not isinstance(text, str) or not text.strip():
+        raise MemoryInputError("memory text is empty")
+    text = text.strip()
+    if len(text) > max_chars:
+        raise MemoryInputError(f"memory text has {len(text)} characters, over the limit of {max_chars}")
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+    if bad:
+        raise MemoryInputError(f"memory text contains control characters {sorted(set(map(repr, bad)))}")
+    return text
+
+
+class MemoryStore:
+    """The one API over the SQLite file, shared by the CLI, the tools and the scheduler."""
+
+    def __init__(self, path: Path | str, max_item_chars: int = DEFAULT_MAX_ITEM_CHARS) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_item_chars = max_item_chars
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self._create()
+
+    # ----------------------------------------------------------------- schema
+    def _create(self) -> None:
+        with self._tx():
+            if "agents" not in self.db.table_names():
+                self.db["agents"].create({"name": str, "created_at": float, "live_adapter": int}, pk="name")
+            if "items" not in self.db.table_names():
+                self.db["items"].create(
+                    {"id": int, "agent": str, "kind": str, "text": str, "source": str, "trust": str,
+                     "content_hash": str, "created_at": float, "status": str, "baked_in": str,
+                     "bake_run": int, "lease_expires": float},
+                    pk="id", foreign_keys=[("agent", "agents", "name")],
+                )
+                self.db["items"].create_index(["agent", "content_hash"], unique=True)
+                self.db["items"].create_index(["agent", "status"])
+            if "adapters" not in self.db.table_names():
+                # AUTOINCREMENT: an id is never reused, even after deleting rows.
+                self.db.execute(
+                    "CREATE TABLE adapters (id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT "
+                    "REFERENCES agents(name), name TEXT UNIQUE, version INTEGER, path TEXT, "
+                    "parent TEXT, item_ids TEXT, metrics TEXT, status TEXT, reason TEXT, "
+                    "created_at REAL)"
+                )
+            if "bake_runs" not in self.db.table_names():
+                self.db["bake_runs"].create(
+                    {"id": int, "agent": str, "status": str, "item_ids": str, "pid": int,
+                     "started_at": float, "finished_at": float, "adapter_id": int, "error": str},
+                    pk="id",
+                )
+            if "events" not in self.db.table_names():
+                self.db["events"].create(
+                    {"id": int, "ts": float, "agent": str, "kind": str, "data": str}, pk="id"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
+        conn = self.db.conn
+        if conn.in_transaction:  # nested: join the outer transaction
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # ----------------------------------------------------------------- agents
+    def create_agent(self, name: str) -> None:
+        if not _AGENT_NAME.match(name or ""):
+            raise MemoryInputError(
+                f"agent name {name!r} must be 1-40 characters of a-z, 0-9, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        with self._tx():
+            if not self.db["agents"].count_where("name = ?", [name]):
+                self.db["agents"].insert({"name": name, "created_at": time.time(), "live_adapter": None})
+                self._event(name, "agent_created", {})
+
+    def agents(self) -> list[str]:
+        return [row["name"] for row in self.db["agents"].rows_where(order_by="name")]
+
+    def require_agent(self, name: str) -> None:
+        if not self.db["agents"].count_where("name = ?", [name]):
+            known = ", ".join(self.agents()) or "none yet"
+            raise MemoryInputError(f"unknown agent {name!r} (known: {known})")
+
+    # ------------------------------------------------------------------ items
+    def add(
+        self,
+        agent: str,
+        text: str,
+        kind: str = "fact",
+        *,
+        source: str = "cli",
+        trust: str = "operator",
+    ) -> AddResult:
+        """Store a pending item; a duplicate (same normalised text) is reported, not an error."""
+        self.require_agent(agent)
+        if kind not in ITEM_KINDS:
+            raise MemoryInputError(f"unknown kind {kind!r}; expected one of {', '.join(ITEM_KINDS)}")
+        if trust not in TRUST_LEVELS:
+            raise MemoryInputError(f"unknown trust {trust!r}; expected one of {', '.join(TRUST_LEVELS)}")
+        text = check_text(text, self.max_item_chars)
+        digest = content_hash(text)
+        with self._tx():
+            existing = list(self.db["items"].rows_where("agent = ? AND content_hash = ?", [agent, digest]))
+            if existing:
+                return AddResult(_item(existing[0]), duplicate=True)
+            row_id = self.db["items"].insert(
+                {"agent": agent, "kind": kind, "text": text, "source": source, "trust": trust,
+                 "content_hash": digest, "created_at": time.time(), "status": "pending",
+                 "baked_in": None, "bake_run": None, "lease_expires": None}
+            ).last_pk
+            self._event(agent, "item_added", {"id": row_id, "kind": kind, "trust": trust})
+        return AddResult(self.get(row_id), duplicate=False)
+
+    def get(self, item_id: int) -> MemoryItem:
+        rows = list(self.db["items"].rows_where("id = ?", [item_id]))
+        if not rows:
+            raise MemoryInputError(f"no memory item with id {item_id}")
+        return _item(rows[0])
+
+    def items(self, agent: str, status: str | None = None, query: str | None = None) -> list[MemoryItem]:
+        self.require_agent(agent)
+        where, args = "agent = ?", [agent]
+        if status is not None:
+            where += " AND status = ?"
+            args.append(status)
+        if query:
+            where += " AND text LIKE ?"
+            args.append(f"%{query}%")
+        return [_item(r) for r in self.db["items"].rows_where(where, args, order_by="id")]
+
+    def retire(self, item_id: int) -> MemoryItem:
+        item = self.get(item_id)
+        with self._tx():
+            self.db["items"].update(item_id, {"status": "retired", "bake_run": None, "lease_expires": None})
+            self._event(item.agent, "item_retired", {"id": item_id})
+        return self.get(item_id)
+
+    def approve(self, item_id: int) -> MemoryItem:
+        """Raise an item's trust to operator (e.g. a tool-written memory an operator vetted)."""
+        item = self.get(item_id)
+        with self._tx():
+            self.db["items"].update(item_id, {"trust": "operator"})
+            self._event(item.agent, "item_approved", {"id": item_id})
+        return self.get(item_id)
+
+    # ---------------------------------------------------------------- leasing
+    def claim(self, agent: str, lease_s: float, pid: int | None = None) -> BakeRun | None:
+        """Start a bake run holding every pending item of ``agent`` under a lease.
+
+        Returns None if nothing is pending or a run for this agent is already running with a
+        live lease (one bake per agent at a time). Items added later stay pending.
+        """
+        self.require_agent(agent)
+        now = time.time()
+        with self._tx():
+            self._expire(now)
+            running = list(self.db["bake_runs"].rows_where("agent = ? AND status = 'running'", [agent]))
+            if running:
+                return None
+            pending = [r["id"] for r in self.db["items"].rows_where(
+                "agent = ? AND status = 'pending' AND kind != 'note'", [agent], order_by="id")]
+            if not pending:
+                return None
+            run_id = self.db["bake_runs"].insert(
+                {"agent": agent, "status": "running", "item_ids": json.dumps(pending), "pid": pid,
+                 "started_at": now, "finished_at": None, "adapter_id": None, "error": None}
+            ).last_pk
+            self.db.execute(
+                f"UPDATE items SET status='baking', bake_run=?, lease_expires=? "
+                f"WHERE id IN ({','.join('?' * len(pending))})",
+                [run_id, now + lease_s, *pending],
+            )
+            self._event(agent, "bake_claimed", {"run": run_id, "items": pending})
+        return self.run(run_id)
+
+    def renew(self, run_id: int, lease_s: float, pid: int | None = None) -> None:
+        """Extend a running bake's lease (the worker's heartbeat)."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE items SET lease_expires=? WHERE bake_run=? AND status='baking'",
+                [time.time() + lease_s, run_id],
+            )
+            if pid is not None:
+                self.db["bake_runs"].update(run_id, {"pid": pid})
+
+    def _expire(self, now: float) -> None:
+        expired = {r["bake_run"] for r in self.db["items"].rows_where(
+            "status = 'baking' AND lease_expires < ?", [now])}
+        for run_id in expired:
+            self._fail_run(run_id, "lease expired: the worker stopped without finishing")
+
+    def recover(self) -> int:
+        """On (re)start: every running bake is dead; its items go back to pending."""
+        with self._tx():
+            running = [r["id"] for r in self.db["bake_runs"].rows_where("status = 'running'")]
+            for run_id in running:
+                self._fail_run(run_id, "interrupted: runtime restarted")
+        return len(running)
+
+    def fail(self, run_id: int, error: str) -> None:
+        with self._tx():
+            self._fail_run(run_id, error)
+
+    def _fail_run(self, run_id: int, error: str) -> None:
+        self.db.execute(
+            "UPDATE items SET status='pending', bake_run=NULL, lease_expires=NULL "
+            "WHERE bake_run=? AND status='baking'",
+            [run_id],
+        )
+        self.db["bake_runs"].update(run_id, {"status": "failed", "error": error, "finished_at": time.time()})
+        agent = self.db["bake_runs"].get(run_id)["agent"]
+        self._event(agent, "bake_failed", {"run": run_id, "error": error})
+
+    def run(self, run_id: int) -> BakeRun:
+        return _run(self.db["bake_runs"].get(run_id))
+
+    def runs(self, agent: str) -> list[BakeRun]:
+        return [_run(r) for r in self.db["bake_runs"].rows_where("agent = ?", [agent], order_by="id")]
+
+    # --------------------------------------------------------------- adapters
+    def register_candidate(
+        self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any]
+    ) -> AdapterRecord:
+        """Record a finished bake's adapter as a candidate (not yet served)."""
+        run = self.run(run_id)
+        with self._tx():
+            version = 1 + (self.db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM adapters WHERE agent = ?", [run.agent]
+            ).fetchone()[0])
+            name = f"{run.agent}-v{version:04d}"
+            cursor = self.db.execute(
+                "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
+                "status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', NULL, ?)",
+                [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
+                 json.dumps(metrics), time.time()],
+            )
+            adapter_id = cursor.lastrowid
+            self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id})
+            self._event(run.agent, "adapter_candidate", {"run": run_id, "adapter": name})
+        return self.adapter(adapter_id)
+
+    def reject(self, adapter_id: int, reason: str) -> None:
+        """The gate refused the candidate: its items go back to pending (served from context)."""
+        record = self.adapter(adapter_id)
+        with self._tx():
+            self.db.execute("UPDATE adapters SET status='rejected', reason=? WHERE id=?", [reason, adapter_id])
+            run_id = self.db.execute("SELECT id FROM bake_runs WHERE adapter_id=?", [adapter_id]).fetchone()[0]
+            self.db.execute(
+                "UPDATE items SET status='pending', bake_run=NULL, lease_expires=NULL "
+                "WHERE bake_run=? AND status='baking'", [run_id])
+            self.db["bake_runs"].update(run_id, {"status": "rejected", "finished_at": time.time(), "error": reason})
+            self._event(record.agent, "adapter_rejected", {"adapter": record.name, "reason": reason})
+
+    def promote(self, adapter_id: int, reason: str) -> AdapterRecord:
+        """Make a candidate live: move the agent's pointer, retire the old live adapter and
+        mark the run's items baked, all in one transaction."""
+        record = self.adapter(adapter_id)
+        with self._tx():
+            old = self.live(record.agent)
+            if old is not None:
+                self.db.execute("UPDATE adapters SET status='retired' WHERE id=?", [old.id])
+            self.db.execute("UPDATE adapters SET status='live', reason=? WHERE id=?", [reason, adapter_id])
+            self.db["agents"].update(record.agent, {"live_adapter": adapter_id})
+            run = self.db.execute("SELECT id FROM bake_runs WHERE adapter_id=?", [adapter_id]).fetchone()
+            if run is not None:
+                self.db.execute(
+                    "UPDATE items SET status='baked', baked_in=?, lease_expires=NULL "
+                    "WHERE bake_run=? AND status='baking'", [record.name, run[0]])
+                self.db["bake_runs"].update(run[0], {"status": "succeeded", "finished_at": time.time()})
+            self._event(record.agent, "adapter_live", {"adapter": record.name,
+                                                       "previous": old.name if old else None})
+        return self.adapter(adapter_id)
+
+    def rollback(self, agent: str, name: str) -> AdapterRecord:
+        """Point ``agent`` back at an earlier adapter version (it is served under a new load)."""
+        self.require_agent(agent)
+        rows = list(self.db.execute(
+            "SELECT id, status FROM adapters WHERE agent=? AND name=?", [agent, name]).fetchall())
+        if not rows:
+            known = ", ".join(a.name for a in self.adapters(agent)) or "none"
+            raise MemoryInputError(f"agent {agent!r} has no adapter {name!r} (known: {known})")
+        adapter_id, status = rows[0]
+        if status in ("candidate", "rejected"):
+            raise MemoryInputError(f"adapter {name!r} is {status}; only a version that was live can be rolled back to")
+        with self._tx():
+            old = self.live(agent)
+            if old is not None and old.id != adapter_id:
+                self.db.execute("UPDATE adapters SET status='retired' WHERE id=?", [old.id])
+            self.db.execute("UPDATE adapters SET status='live', reason=? WHERE id=?",
+                            [f"rollback from {old.name if old else 'none'}", adapter_id])
+            self.db["agents"].update(agent, {"live_adapter": adapter_id})
+            self._event(agent, "adapter_rollback", {"to": name, "from": old.name if old else None})
+        return self.adapter(adapter_id)
+
+    def adapter(self, adapter_id: int) -> AdapterRecord:
+        row = self.db.execute("SELECT * FROM adapters WHERE id=?", [adapter_id]).fetchone()
+        if row is None:
+            raise MemoryInputError(f"no adapter with id {adapter_id}")
+        columns = [d[0] for d in self.db.execute("SELECT * FROM adapters LIMIT 0").description]
+        return _adapter(dict(zip(columns, row)))
+
+    def adapters(self, agent: str) -> list[AdapterRecord]:
+        self.require_agent(agent)
+        ids = [r[0] for r in self.db.execute("SELECT id FROM adapters WHERE agent=? ORDER BY id", [agent])]
+        return [self.adapter(i) for i in ids]
+
+    def live(self, agent: str) -> AdapterRecord | None:
+        self.require_agent(agent)
+        live_id = self.db["agents"].get(agent)["live_adapter"]
+        return self.adapter(live_id) if live_id is not None else None
+
+    # ----------------------------------------------------------------- events
+    def _event(self, agent: str | None, kind: str, data: dict[str, Any]) -> None:
+        self.db["events"].insert({"ts": time.time(), "agent": agent, "kind": kind, "data": json.dumps(data)})
+
+    def events(self, agent: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("agent = ?", [agent]) if agent else (None, [])
+        return [{**r, "data": json.loads(r["data"])} for r in
+                self.db["events"].rows_where(where, args, order_by="id")]
+
+
+def _item(row: dict[str, Any]) -> MemoryItem:
+    return MemoryItem(**row)
+
+
+def _run(row: dict[str, Any]) -> BakeRun:
+    return BakeRun(**{**row, "item_ids": tuple(json.loads(row["item_ids"]))})
+
+
+def _adapter(row: dict[str, Any]) -> AdapterRecord:
+    return AdapterRecord(**{**row, "item_ids": tuple(json.loads(row["item_ids"])),
+                            "metrics": json.loads(row["metrics"] or "{}")})

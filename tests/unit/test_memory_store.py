@@ -1,0 +1,136 @@
+import sqlite3
+import time
+
+import pytest
+
+from memory import MemoryInputError, MemoryStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MemoryStore(tmp_path / "memory.db", max_item_chars=200)
+    s.create_agent("ada")
+    return s
+
+
+def test_items_start_pending_with_provenance(store):
+    result = store.add("ada", "Zentrix named Mara Okafor CEO.", "news", source="feed:test", trust="feed")
+    item = result.item
+    assert not result.duplicate
+    assert (item.status, item.kind, item.trust, item.source) == ("pending", "news", "feed", "feed:test")
+    assert len(item.content_hash) == 64 and item.created_at <= time.time()
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_duplicates_are_reported_not_errors(store):
+    first = store.add("ada", "The sky is green on Mondays.", "fact").item
+    again = store.add("ada", "  the SKY is green   on mondays. ", "fact")
+    assert again.duplicate and again.item.id == first.id
+    assert len(store.items("ada")) == 1
+    store.create_agent("bob")  # dedup is per agent
+    assert not store.add("bob", "The sky is green on Mondays.", "fact").duplicate
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("   ", "empty"), ("x" * 201, "over the limit of 200"), ("bad\x00byte", "control characters"),
+     ("bell\x07", "control characters")],
+)
+def test_bad_items_are_refused_with_the_reason_and_change_nothing(store, text, message):
+    with pytest.raises(MemoryInputError, match=message):
+        store.add("ada", text, "fact")
+    assert store.items("ada") == []
+
+
+def test_unknown_agent_kind_and_trust_are_refused(store):
+    with pytest.raises(MemoryInputError, match="unknown agent 'zed'"):
+        store.add("zed", "hello", "fact")
+    with pytest.raises(MemoryInputError, match="unknown kind 'poem'"):
+        store.add("ada", "hello", "poem")
+    with pytest.raises(MemoryInputError, match="unknown trust"):
+        store.add("ada", "hello", "fact", trust="anyone")
+    with pytest.raises(MemoryInputError, match="agent name"):
+        store.create_agent("Bad Name!")
+
+
+def test_claim_is_a_lease_and_late_items_wait_for_the_next_bake(store):
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=60)
+    assert run.item_ids == (a.id,) and store.get(a.id).status == "baking"
+    late = store.add("ada", "Item two, added during the bake.", "fact").item
+    assert store.claim("ada", lease_s=60) is None  # one bake per agent at a time
+    assert store.get(late.id).status == "pending"
+
+
+def test_an_expired_lease_returns_items_to_pending(store):
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=0.01)
+    time.sleep(0.05)
+    again = store.claim("ada", lease_s=60)  # claiming expires the dead run first
+    assert store.run(run.id).status == "failed" and "lease expired" in store.run(run.id).error
+    assert again is not None and again.item_ids == (a.id,)
+
+
+def test_recover_on_restart(store, tmp_path):
+    a = store.add("ada", "Item one.", "fact").item
+    store.claim("ada", lease_s=3600)
+    reopened = MemoryStore(tmp_path / "memory.db")
+    assert reopened.recover() == 1
+    assert reopened.get(a.id).status == "pending"
+
+
+def test_promote_moves_the_live_pointer_and_bakes_the_items(store):
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=60)
+    v1 = store.register_candidate(run.id, "/adapters/ada/v0001", None, {"fidelity": 0.9})
+    assert (v1.name, v1.status) == ("ada-v0001", "candidate") and store.live("ada") is None
+    store.promote(v1.id, "fidelity 0.90 >= 0.5")
+    assert store.live("ada").name == "ada-v0001"
+    assert store.get(a.id).status == "baked" and store.get(a.id).baked_in == "ada-v0001"
+    assert store.run(run.id).status == "succeeded"
+
+    store.add("ada", "Item two.", "fact")
+    run2 = store.claim("ada", lease_s=60)
+    v2 = store.register_candidate(run2.id, "/adapters/ada/v0002", "ada-v0001", {})
+    store.promote(v2.id, "ok")
+    assert store.adapter(v1.id).status == "retired" and store.live("ada").name == "ada-v0002"
+    assert v2.id > v1.id
+
+
+def test_rejected_candidate_returns_items_to_pending(store):
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=60)
+    cand = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1})
+    store.reject(cand.id, "fidelity 0.10 < 0.50")
+    assert store.adapter(cand.id).status == "rejected" and store.adapter(cand.id).reason.startswith("fidelity")
+    assert store.get(a.id).status == "pending" and store.live("ada") is None
+
+
+def test_rollback_to_a_missing_version_changes_nothing(store):
+    store.add("ada", "Item one.", "fact")
+    run = store.claim("ada", lease_s=60)
+    v1 = store.register_candidate(run.id, "/x", None, {})
+    store.promote(v1.id, "ok")
+    with pytest.raises(MemoryInputError, match="has no adapter 'ada-v0009'"):
+        store.rollback("ada", "ada-v0009")
+    assert store.live("ada").name == "ada-v0001"
+
+
+def test_adapter_ids_are_never_reused(store):
+    store.add("ada", "Item one.", "fact")
+    run = store.claim("ada", lease_s=60)
+    v1 = store.register_candidate(run.id, "/x", None, {})
+    store.db.execute("DELETE FROM adapters WHERE id = ?", [v1.id])
+    store.add("ada", "Item two.", "fact")
+    store.fail(run.id, "test")
+    run2 = store.claim("ada", lease_s=60)
+    v2 = store.register_candidate(run2.id, "/y", None, {})
+    assert v2.id > v1.id
+
+
+def test_retire_and_event_log(store):
+    a = store.add("ada", "Item one.", "fact").item
+    store.retire(a.id)
+    assert store.get(a.id).status == "retired"
+    assert [e["kind"] for e in store.events("ada")] == ["agent_created", "item_added", "item_retired"]
+    assert store.claim("ada", lease_s=60) is None  # retired items are never baked

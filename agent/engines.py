@@ -1,0 +1,318 @@
+"""Serving engines: one Protocol, two implementations.
+
+- :class:`VLLMEngine` (the default): vLLM's OpenAI-compatible server, either a managed
+  ``python -m vllm.entrypoints.openai.api_server`` subprocess on 127.0.0.1, or an already
+  running server given by URL. Adapters are loaded at run time through
+  ``/v1/load_lora_adapter``; a request picks its adapter by the ``model`` field.
+- :class:`TransformersEngine`: an in-process PEFT model with several adapters, the fallback
+  where vLLM is not installed.
+
+Adapter names are never reused: vLLM keeps stale prefix-cache entries and re-reads from disk
+when an adapter is reloaded under a name it has seen. The runtime names every version
+``<agent>-vNNNN`` and only ever loads a name once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+Message = dict[str, str]
+BASE = "base"  # the name the un-adapted model is served under
+
+
+class EngineError(RuntimeError):
+    """The serving engine failed (start, request, adapter load); the message carries the cause."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    max_tokens: int = 128
+    top_p: float = 1.0
+    seed: int | None = 0
+    top_logprobs: int = 0  # > 0: return the top-k log-probs of every generated token
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    adapter: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    # Per generated token: {token: logprob} of the top-k, when requested.
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    def chat(self, messages: list[Message], adapter: str | None, params: SamplingParams) -> Completion: ...
+
+    def sample(self, messages: list[Message], adapter: str | None, n: int, params: SamplingParams) -> list[Completion]: ...
+
+    def load_adapter(self, name: str, path: Path | str) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...
+
+    def adapters(self) -> list[str]: ...
+
+    def health(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    max_loras: int = 4
+    max_lora_rank: int = 64
+    max_model_len: int = 2048
+    kv_cache_gib: int = 2  # VLLM_CPU_KVCACHE_SPACE on CPU
+    dtype: str = "bfloat16"
+    startup_timeout_s: float = 300.0
+    extra_args: tuple[str, ...] = ()
+
+
+class VLLMEngine:
+    """vLLM over HTTP. Use :meth:`start` (managed subprocess) or :meth:`attach` (a URL)."""
+
+    def __init__(self, url: str, process: subprocess.Popen | None = None, log_path: Path | None = None,
+                 timeout_s: float = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.process = process
+        self.log_path = log_path
+        self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    @classmethod
+    def attach(cls, url: str) -> "VLLMEngine":
+        engine = cls(url)
+        if not engine.health():
+            raise EngineError(f"no healthy vLLM server at {url} (GET /health failed)")
+        return engine
+
+    @classmethod
+    def start(cls, model_path: Path | str, log_path: Path | str, settings: VLLMSettings = VLLMSettings(),
+              port: int | None = None) -> "VLLMEngine":
+        """Start a server on 127.0.0.1 and wait until /health answers; a clear error otherwise."""
+        port = port or free_port()
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(model_path), "--served-model-name", BASE,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--enable-lora", "--max-loras", str(settings.max_loras),
+            "--max-lora-rank", str(settings.max_lora_rank),
+            "--max-model-len", str(settings.max_model_len),
+            "--dtype", settings.dtype, *settings.extra_args,
+        ]
+        env = {
+            **os.environ,
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gib),
+            "HF_HUB_OFFLINE": "1",
+        }
+        log = open(log_path, "ab")
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                       start_new_session=True)
+        except OSError as e:
+            raise EngineError(f"could not start vLLM ({command[0]}): {e}") from e
+        finally:
+            log.close()
+        engine = cls(f"http://127.0.0.1:{port}", process, log_path)
+        deadline = time.monotonic() + settings.startup_timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise EngineError(
+                    f"vLLM exited with code {process.returncode} during startup; last log lines "
+                    f"({log_path}):\n{tail(log_path)}"
+                )
+            if engine.health():
+                return engine
+            time.sleep(1.0)
+        engine.close()
+        raise EngineError(
+            f"vLLM did not become healthy within {settings.startup_timeout_s:.0f} s; last log "
+            f"lines ({log_path}):\n{tail(log_path)}"
+        )
+
+    def health(self) -> bool:
+        try:
+            return self.http.get("/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _post(self, path: str, payload: dict) -> httpx.Response:
+        try:
+            response = self.http.post(path, json=payload)
+        except httpx.HTTPError as e:
+            raise EngineError(f"vLLM request {path} failed: {e}") from e
+        if response.status_code != 200:
+            raise EngineError(f"vLLM {path} answered {response.status_code}: {response.text[:500]}")
+        return response
+
+    def _request(self, messages, adapter, n, params: SamplingParams) -> list[Completion]:
+        payload = {
+            "model": adapter or BASE,
+            "messages": messages,
+            "n": n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        if params.top_logprobs:
+            payload |= {"logprobs": True, "top_logprobs": params.top_logprobs}
+        body = self._post("/v1/chat/completions", payload).json()
+        usage = body.get("usage") or {}
+        completions = []
+        for choice in body["choices"]:
+            top = []
+            for entry in ((choice.get("logprobs") or {}).get("content") or []):
+                top.append({t["token"]: t["logprob"] for t in entry.get("top_logprobs", [])})
+            completions.append(Completion(
+                text=choice["message"]["content"] or "", adapter=adapter,
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0) // max(n, 1),
+                top_logprobs=top,
+            ))
+        return completions
+
+    def chat(self, messages, adapter, params=SamplingParams()) -> Completion:
+        return self._request(messages, adapter, 1, params)[0]
+
+    def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:
+        return self._request(messages, adapter, n, params)
+
+    def load_adapter(self, name: str, path: Path | str) -> None:
+        self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(Path(path).resolve())})
+
+    def unload_adapter(self, name: str) -> None:
+        self._post("/v1/unload_lora_adapter", {"lora_name": name})
+
+    def adapters(self) -> list[str]:
+        try:
+            models = self.http.get("/v1/models").json()["data"]
+        except (httpx.HTTPError, KeyError, ValueError) as e:
+            raise EngineError(f"vLLM /v1/models failed: {e}") from e
+        return [m["id"] for m in models if m["id"] != BASE]
+
+    def close(self) -> None:
+        """Stop a managed server cleanly (SIGTERM, then SIGKILL after 20 s)."""
+        self.http.close()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+
+class TransformersEngine:
+    """In-process PEFT multi-adapter engine: the fallback where vLLM is not installed."""
+
+    def __init__(self, model_ref: str, device: str = "cpu") -> None:
+        from baking.model import load_model
+
+        self.model, self.tokenizer = load_model(model_ref, device=device)
+        self.peft = None
+        self.lock = threading.Lock()  # one PEFT model: adapters switch per request
+
+    def _generate(self, messages, adapter, n, params: SamplingParams) -> list[Completion]:
+        import contextlib
+
+        import torch
+
+        from baking.render import encode
+        from baking.sampling import sample
+
+        prompt = encode(self.tokenizer, messages)
+        with self.lock:
+            model = self.peft if self.peft is not None else self.model
+            if adapter is not None:
+                if adapter not in self.adapters():
+                    raise EngineError(f"adapter {adapter!r} is not loaded")
+                model.set_adapter(adapter)
+            context = model.disable_adapter() if (adapter is None and self.peft is not None) else contextlib.nullcontext()
+            with context:
+                outputs = sample(
+                    model, [prompt] * n, eos_id=self.tokenizer.eos_token_id,
+                    pad_id=self.tokenizer.pad_token_id, max_new_tokens=params.max_tokens,
+                    temperature=params.temperature, topk=max(params.top_logprobs, 1),
+                    generator=torch.Generator().manual_seed(params.seed or 0), batch_size=max(n, 1),
+                    bf16=False,
+                )
+        completions = []
+        for out in outputs:
+            top = []
+            if params.top_logprobs:
+                for values, ids in zip(out.logprobs.tolist(), out.ids.tolist()):
+                    top.append({self.tokenizer.decode([i]): v for i, v in zip(ids, values)})
+            completions.append(Completion(
+                text=self.tokenizer.decode(out.tokens, skip_special_tokens=True).strip(),
+                adapter=adapter, prompt_tokens=len(prompt), completion_tokens=len(out.tokens),
+                top_logprobs=top,
+            ))
+        return completions
+
+    def chat(self, messages, adapter, params=SamplingParams()) -> Completion:
+        return self._generate(messages, adapter, 1, params)[0]
+
+    def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:
+        return self._generate(messages, adapter, n, params)
+
+    def load_adapter(self, name: str, path: Path | str) -> None:
+        from peft import PeftModel
+
+        with self.lock:
+            if name in self.adapters():
+                raise EngineError(f"adapter name {name!r} was already loaded; names are never reused")
+            try:
+                if self.peft is None:
+                    self.peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                else:
+                    self.peft.load_adapter(str(path), adapter_name=name)
+            except (OSError, ValueError) as e:
+                raise EngineError(f"loading adapter {name!r} from {path} failed: {e}") from e
+
+    def unload_adapter(self, name: str) -> None:
+        with self.lock:
+            if self.peft is None or name not in self.peft.peft_config:
+                raise EngineError(f"adapter {name!r} is not loaded")
+            if len(self.peft.peft_config) == 1:
+                self.model = self.peft.unload()  # back to the plain base model
+                self.peft = None
+            else:
+                self.peft.delete_adapter(name)
+
+    def adapters(self) -> list[str]:
+        return list(self.peft.peft_config) if self.peft is not None else []
+
+    def health(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

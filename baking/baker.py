@@ -31,6 +31,7 @@ from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.hardware import bf16_matmul_flops, bf16_supported, resolve_device
 from baking.queries import (
     DefaultQuerySource,
+    control_questions,
     QuerySource,
     generic_queries,
     parse_model_question,
@@ -200,7 +201,11 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
     # from one teacher-forced pass afterwards, since fidelity is measured on the full KL.
     topk = config.topk if config.loss == "topk" else None
     repeated = [q for q in train_queries for _ in range(config.trajectories_per_query)]
-    sampled = run_teacher([teacher_ids(q) for q in repeated + eval_queries], topk, "teacher")
+    # Control inputs: unrelated generic requests with no item context. Their teacher is the
+    # parent with only the system-prompt items, so a news bake should leave them unchanged.
+    control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
+    evaluated = eval_queries + control_queries
+    sampled = run_teacher([teacher_ids(q) for q in repeated + evaluated], topk, "teacher")
     first_turns, held_out = sampled[: len(repeated)], sampled[len(repeated) :]
     examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
     second = _second_turns(items, repeated, first_turns, tokenizer, config, rng)
@@ -212,15 +217,17 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
         replayed = run_teacher([student_ids(q) for q in replay_queries], topk, "replay")
         examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
     forced = full_teacher_rows(
-        model, [Example(teacher_ids(q), s) for q, s in zip(eval_queries, held_out)],
+        model, [Example(teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
         tokenizer.pad_token_id, device, bf16,
     )
-    eval_examples = [Example(student_ids(q), ex.teacher) for q, ex in zip(eval_queries, forced)]
+    forced = [Example(student_ids(q), ex.teacher) for q, ex in zip(evaluated, forced)]
+    eval_examples, control_examples = forced[: len(eval_queries)], forced[len(eval_queries) :]
     timings["sampling_s"] = time.perf_counter() - t
 
     # 4. How far the un-prompted parent is from the prompted teacher.
     t = time.perf_counter()
     kl_base = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
+    locality_parent = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
     timings["eval_s"] = time.perf_counter() - t
 
     # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
@@ -252,6 +259,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
     # 6. Fidelity on held-out inputs, then write atomically: temp folder, then rename.
     t = time.perf_counter()
     kl_baked = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
+    locality = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
     timings["eval_s"] += time.perf_counter() - t
     ui.close()
 
@@ -260,6 +268,9 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
         "kl_base": kl_base,
         "kl_baked": kl_baked,
         "fidelity": 1 - kl_baked / kl_base if kl_base > 0 else float("nan"),
+        # KL(control teacher || model) per token on unrelated inputs, after and before.
+        "locality_kl": locality,
+        "locality_kl_parent": locality_parent,
         "num_trajectories": len(examples),
         "num_eval_trajectories": len(eval_examples),
         "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),

@@ -46,11 +46,14 @@ class BakeConfig(BaseModel):
     num_queries: int = Field(48, ge=1, description="training user inputs drawn per bake")
     trajectories_per_query: int = Field(2, ge=1, description="teacher samples per input")
     num_eval_queries: int = Field(16, ge=1, description="held-out inputs for fidelity")
+    num_control_queries: int = Field(
+        8, ge=0, description="unrelated held-out inputs for locality (drift from the parent)"
+    )
     multi_turn_fraction: float = Field(
         0.25, ge=0, le=1, description="persona/instruction: share of extra second-turn inputs"
     )
     model_questions_per_item: int = Field(
-        2, ge=0, description="news/fact: questions the model writes with the item in context"
+        4, ge=0, description="news/fact: questions the model writes with the item in context"
     )
     # --- teacher sampling ---
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")

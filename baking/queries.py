@@ -40,6 +40,11 @@ def persona_queries() -> tuple[str, ...]:
     return _pool("persona_queries.txt")
 
 
+def control_questions(n: int) -> list[str]:
+    """``n`` fixed, unrelated generic requests from the held-out split, for locality."""
+    return list(_split(generic_queries(), held_out=True)[-n:]) if n else []
+
+
 class QuerySource(Protocol):
     """Draws training and held-out inputs for a bake."""
 
@@ -98,8 +103,10 @@ class DefaultQuerySource:
             for i in context_items:
                 own = template_questions(items[i].text)
                 own = _split(own, held_out) or own
-                for q in rng.sample(own, min(per_item, len(own))):
-                    queries.append(Query.single(q, (i,), "item"))
+                # Few distinct questions per item: draw with replacement once they run out,
+                # so every item gets its share of trajectories (sampling varies the answers).
+                picks = rng.sample(own, per_item) if per_item <= len(own) else rng.choices(own, k=per_item)
+                queries += [Query.single(q, (i,), "item") for q in picks]
         if any(it.kind in SYSTEM_KINDS for it in items):
             share = n - len(queries)
             persona = _split(persona_queries(), held_out)

@@ -240,6 +240,8 @@ def mean_kl(model, examples: list[Example], pad_id: int, device: torch.device, b
 
     The examples must carry full teacher rows (sampled with ``topk=None``).
     """
+    if not examples:
+        return 0.0
     total, count = 0.0, 0
     for first in range(0, len(examples), batch_size):
         batch = collate(examples[first : first + batch_size], pad_id)

@@ -1,0 +1,80 @@
+"""Runtime configuration (pydantic, every default in the schema, typos are errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from baking.config import BakeConfig
+from baking.model import DEFAULT_MODEL
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GateConfig(_Strict):
+    """A candidate adapter goes live only if both hold (values stored with the verdict)."""
+
+    min_fidelity: float = Field(0.5, description="1 - KL(prompted||baked)/KL(prompted||parent)")
+    max_locality_kl: float = Field(
+        0.5, ge=0, description="nats/token drift from the control teacher on unrelated inputs"
+    )
+
+
+class ScheduleConfig(_Strict):
+    """When bakes run by themselves; `agent bake` and scenario `bake` events work regardless."""
+
+    bake_every_n_items: int | None = Field(None, ge=1, description="when this many are pending")
+    bake_every_s: float | None = Field(None, gt=0, description="interval trigger")
+    cron: str | None = Field(None, description="crontab line, e.g. '0 * * * *'")
+    poll_s: float = Field(2.0, gt=0, description="how often pending counts and candidates are checked")
+
+
+class EngineConfig(_Strict):
+    kind: Literal["vllm", "transformers"] = "vllm"
+    url: str | None = Field(None, description="attach to a running vLLM server instead of starting one")
+    max_loras: int = Field(8, ge=1)
+    max_lora_rank: int = Field(64)
+    max_model_len: int = Field(2048, ge=64)
+    kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
+    startup_timeout_s: float = Field(300.0, gt=0)
+    device: str = Field("cpu", description="transformers engine device")
+
+
+class RuntimeConfig(_Strict):
+    home: Path = Field(Path("runs/default"), description="run folder: database, adapters, logs")
+    db: Path | None = Field(None, description="SQLite file; default <home>/memory.db")
+    model: str = DEFAULT_MODEL
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    bake: BakeConfig = Field(default_factory=BakeConfig)
+    worker_device: str = Field("cpu", description="the baker's device, e.g. cuda:1")
+    lease_s: float = Field(120.0, gt=0, description="a bake's claim on its items; renewed while alive")
+    max_item_chars: int = Field(2000, ge=1)
+    replay_per_bake: int = Field(16, ge=0, description="replay inputs about already baked items")
+
+    @model_validator(mode="after")
+    def _same_model(self) -> "RuntimeConfig":
+        # The baker and the server must agree on the base model and the rank limit.
+        self.bake = self.bake.model_copy(update={"model": self.model, "device": self.worker_device,
+                                                 "max_lora_rank": self.engine.max_lora_rank})
+        BakeConfig.model_validate(self.bake.model_dump())
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.db or self.home / "memory.db"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "RuntimeConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls(**data)

@@ -1,0 +1,214 @@
+"""The runtime: memory store + serving engine + baker workers + hot swap.
+
+- Pending memories are served from context (persona/instructions in the system prompt,
+  news/facts next to the question); baked ones come from the agent's live adapter.
+- A bake runs in a separate worker process (``agent.worker``); the serving path never waits.
+- A candidate that passed the gate is loaded under its new, never reused name; then the
+  agent's live pointer moves (one store transaction) and the old adapter is unloaded once the
+  requests still using it have finished.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from agent.config import RuntimeConfig
+from agent.engines import Completion, Engine, EngineError, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, PromptItem
+from baking.render import Message, Query, teacher_messages
+from memory import AdapterRecord, MemoryStore
+
+
+@dataclass(frozen=True)
+class Swap:
+    agent: str
+    adapter: str
+    previous: str | None
+    latency_s: float  # adapter on disk -> first token served with it
+
+
+def open_engine(config: RuntimeConfig) -> Engine:
+    """The configured engine: attach to a URL, start vLLM, or the in-process fallback."""
+    from baking.model import resolve_model
+
+    if config.engine.kind == "transformers":
+        return TransformersEngine(config.model, device=config.engine.device)
+    if config.engine.url:
+        return VLLMEngine.attach(config.engine.url)
+    settings = VLLMSettings(
+        max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
+        max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
+        startup_timeout_s=config.engine.startup_timeout_s,
+    )
+    return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
+
+
+class Runtime:
+    def __init__(self, config: RuntimeConfig, engine: Engine, store: MemoryStore | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.store = store or MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+        self._in_flight: Counter[str] = Counter()
+        self._idle = threading.Condition()
+        self._swap_lock = threading.Lock()
+        self._loaded: dict[str, str] = {}  # agent -> adapter name currently served for it
+
+    @classmethod
+    def open(cls, config: RuntimeConfig, engine: Engine | None = None) -> "Runtime":
+        """Open the store (returning dead bakes' items to pending), start the engine, and load
+        every agent's live adapter and any candidate that passed the gate meanwhile."""
+        config.home.mkdir(parents=True, exist_ok=True)
+        store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+        store.recover()
+        runtime = cls(config, engine or open_engine(config), store)
+        for agent in store.agents():
+            live = store.live(agent)
+            if live is not None:
+                runtime._load_fresh(live)
+        runtime.swap_ready()
+        return runtime
+
+    # ------------------------------------------------------------- serving
+    def live_adapter(self, agent: str) -> str | None:
+        return self._loaded.get(agent)
+
+    def context_items(self, agent: str) -> list[PromptItem]:
+        """The agent's pending (and in-bake) memories, served from context until baked."""
+        items = self.store.items(agent, status="pending") + self.store.items(agent, status="baking")
+        return [PromptItem(kind=it.kind if it.kind != "note" else "fact", text=it.text, id=str(it.id))
+                for it in sorted(items, key=lambda it: it.id)]
+
+    def messages_for(self, agent: str, conversation: list[Message]) -> list[Message]:
+        """The conversation with pending memories in context (rendered as the baker does)."""
+        items = self.context_items(agent)
+        history = tuple((m["role"], m["content"]) for m in conversation if m["role"] != "system")
+        context = tuple(i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS)
+        messages = teacher_messages(items, Query(history, context, "serve"))
+        user_system = [m for m in conversation if m["role"] == "system"]
+        if user_system:  # a caller's own system prompt goes after the persona/instructions
+            if messages[0]["role"] == "system":
+                messages[0] = {"role": "system", "content": messages[0]["content"] + "\n" + user_system[0]["content"]}
+            else:
+                messages.insert(0, user_system[0])
+        return messages
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[None]:
+        if adapter is None:
+            yield
+            return
+        with self._idle:
+            self._in_flight[adapter] += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight[adapter] -= 1
+                self._idle.notify_all()
+
+    def chat(self, agent: str, conversation: list[Message], params: SamplingParams = SamplingParams(),
+             with_context: bool = True, adapter: str | None | bool = True) -> Completion:
+        """Answer as ``agent``: its live adapter (weights) + its pending memories (context).
+
+        ``adapter=False`` asks the base model; a string asks that adapter explicitly.
+        """
+        self.store.require_agent(agent)
+        name = self.live_adapter(agent) if adapter is True else (adapter or None)
+        messages = self.messages_for(agent, conversation) if with_context else conversation
+        with self._using(name):
+            return self.engine.chat(messages, name, params)
+
+    # ---------------------------------------------------------------- swap
+    def _load_fresh(self, record: AdapterRecord) -> str:
+        """Load ``record`` under a name the engine has never seen (a re-load after restart
+        or rollback gets a suffix), so vLLM never serves stale cache for a reused name."""
+        name, n = record.name, 1
+        while name in self.engine.adapters() or name in self._loaded.values():
+            n += 1
+            name = f"{record.name}-r{n}"
+        self.engine.load_adapter(name, record.path)
+        self._loaded[record.agent] = name
+        return name
+
+    def swap_ready(self, agent: str | None = None) -> list[Swap]:
+        """Load and promote every candidate that passed the gate (the oldest first)."""
+        swaps = []
+        with self._swap_lock:
+            for name in [agent] if agent else self.store.agents():
+                for record in self.store.adapters(name):
+                    if record.status == "candidate":
+                        swaps.append(self._swap(record))
+        return swaps
+
+    def _swap(self, record: AdapterRecord) -> Swap:
+        previous = self._loaded.get(record.agent)
+        start = time.perf_counter()
+        try:
+            name = self._load_fresh(record)
+        except EngineError as e:
+            self.store.reject(record.id, f"engine could not load it: {e}")
+            raise
+        # Adapter on disk -> first token served with it.
+        self.engine.chat([{"role": "user", "content": "Hi"}], name, SamplingParams(max_tokens=1))
+        latency = time.perf_counter() - start
+        self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
+        if previous is not None:
+            threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
+        return Swap(record.agent, name, previous, latency)
+
+    def _unload_when_idle(self, name: str) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight[name] == 0)
+        try:
+            self.engine.unload_adapter(name)
+        except EngineError:
+            pass  # already gone (e.g. the engine restarted); nothing is serving it
+
+    def rollback(self, agent: str, version: str) -> Swap:
+        with self._swap_lock:
+            previous = self._loaded.get(agent)
+            record = self.store.rollback(agent, version)
+            start = time.perf_counter()
+            name = self._load_fresh(record)
+            latency = time.perf_counter() - start
+            if previous is not None:
+                threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
+            return Swap(agent, name, previous, latency)
+
+    # ---------------------------------------------------------------- bake
+    def bake(self, agent: str, wait: bool = True) -> subprocess.Popen | None:
+        """Run a baker worker process for ``agent``; with ``wait``, swap its result in."""
+        self.store.require_agent(agent)
+        process = spawn_worker(self.config, agent)
+        if not wait:
+            return process
+        process.wait()
+        self.swap_ready(agent)
+        return process
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()
+
+
+def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None) -> subprocess.Popen:
+    """Start ``python -m agent.worker`` for ``agent``; its output goes to <home>/logs/."""
+    logs = config.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    config_file = Path(tempfile.mkstemp(prefix="runtime-", suffix=".json", dir=logs)[1])
+    config_file.write_text(config.model_dump_json())
+    log = log or logs / f"worker-{agent}.log"
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent.worker", "--config", str(config_file), "--agent", agent],
+            stdout=out, stderr=subprocess.STDOUT,
+        )

@@ -1,0 +1,101 @@
+"""The baker worker: a separate process that bakes an agent's pending memories.
+
+    python -m agent.worker --config runtime.json --agent ada
+
+It claims the agent's pending items under a lease (renewed by a heartbeat while it runs),
+bakes them on top of the agent's live adapter with ``--device`` (a second GPU in production),
+gates the candidate, and records the verdict in the store. The serving process never waits on
+it; it picks up candidates that passed the gate and swaps them in. If the worker dies, its
+lease expires and the items return to pending; a half-written adapter is never registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+from agent.config import RuntimeConfig
+from baking.config import CONTEXT_KINDS
+from memory import MemoryStore
+
+
+def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
+    fidelity, locality = metrics["fidelity"], metrics["locality_kl"]
+    ok_f = fidelity >= config.gate.min_fidelity
+    ok_l = locality <= config.gate.max_locality_kl
+    reason = (f"fidelity {fidelity:.3f} {'>=' if ok_f else '<'} {config.gate.min_fidelity}; "
+              f"locality {locality:.3f} {'<=' if ok_l else '>'} {config.gate.max_locality_kl} nats/token")
+    return ok_f and ok_l, reason
+
+
+def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
+    """Questions about items already baked (their teacher is the live adapter, no prompt)."""
+    from baking.queries import template_questions
+
+    questions: list[str] = []
+    for item in store.items(agent, status="baked"):
+        if item.kind in CONTEXT_KINDS:
+            questions += template_questions(item.text)[2:4]  # entity questions, not "latest news"
+    return questions[-limit:] if limit else []
+
+
+def run_worker(config: RuntimeConfig, agent: str, progress: bool = False) -> int:
+    from baking import PromptItem, bake
+
+    store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+    run = store.claim(agent, config.lease_s, pid=os.getpid())
+    if run is None:
+        print(f"{agent}: nothing pending to bake (or a bake is already running)")
+        return 0
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        beat = MemoryStore(config.db_path)
+        while not stop.wait(config.lease_s / 3):
+            beat.renew(run.id, config.lease_s)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        items = [store.get(i) for i in run.item_ids]
+        prompt_items = [PromptItem(kind=it.kind, text=it.text, id=str(it.id)) for it in items]
+        live = store.live(agent)
+        out = config.adapters_dir / agent / f"run-{run.id:04d}"
+        version = bake(
+            prompt_items, out, config.bake, parent=live.path if live else None,
+            replay=replay_inputs(store, agent, config.replay_per_bake), overwrite=True,
+            progress=progress,
+        )
+        passed, reason = gate_verdict(version.metrics, config)
+        metrics = {**version.metrics, "gate": {"passed": passed, "reason": reason}}
+        record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, metrics)
+        if not passed:
+            store.reject(record.id, reason)
+        print(json.dumps({"run": run.id, "adapter": record.name, "passed": passed, "reason": reason}))
+        return 0
+    except BaseException as e:  # record the failure; the items go back to pending
+        store.fail(run.id, f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        stop.set()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="RuntimeConfig as JSON")
+    parser.add_argument("--agent", required=True)
+    parser.add_argument("--device", help="override the baker's device, e.g. cuda:1")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args()
+    config = RuntimeConfig.model_validate_json(args.config.read_text())
+    if args.device:
+        config = config.model_copy(update={"worker_device": args.device})
+        config = RuntimeConfig.model_validate(config.model_dump())
+    sys.exit(run_worker(config, args.agent, progress=args.progress))
+
+
+if __name__ == "__main__":
+    main()

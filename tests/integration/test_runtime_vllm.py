@@ -1,0 +1,99 @@
+"""The runtime on a real vLLM server with the real model: memory -> bake -> hot swap."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from agent.config import RuntimeConfig
+from agent.engines import EngineError, SamplingParams, VLLMEngine, VLLMSettings
+from agent.runtime import Runtime, open_engine, spawn_worker
+from memory import MemoryInputError
+
+pytestmark = pytest.mark.integration
+
+NEWS = "Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."
+QUESTION = [{"role": "user", "content": "Who is the chief executive officer of Zentrix Robotics?"}]
+GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
+
+
+def small_bake() -> dict:
+    # A small budget so the suite stays practical; the bar is the behaviour, not the size.
+    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
+            "max_new_tokens": 40, "epochs": 3, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    config = RuntimeConfig(home=tmp_path_factory.mktemp("vllm"))
+    engine = open_engine(config)
+    yield engine
+    engine.close()
+
+
+def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine, tmp_path):
+    config = RuntimeConfig(home=tmp_path, bake=small_bake(), gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+    runtime = Runtime.open(config, engine)
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", NEWS, "news", source="test", trust="operator")
+
+    pending = runtime.chat("ada", QUESTION, GREEDY).text
+    assert "Okafor" in pending  # 1. right while pending, from context
+
+    runtime.bake("ada")  # 2. the worker process bakes; 3. the adapter is swapped in
+    live = runtime.store.live("ada")
+    assert live is not None and live.name == "ada-v0001"
+    assert runtime.live_adapter("ada") in engine.adapters()
+    assert [i.status for i in runtime.store.items("ada")] == ["baked"]
+    assert runtime.messages_for("ada", QUESTION) == QUESTION  # baked items left the context
+
+    baked = runtime.chat("ada", QUESTION, GREEDY).text
+    assert "Okafor" in baked  # 4. still right with the item out of context
+    base = runtime.chat("ada", QUESTION, GREEDY, adapter=False).text
+    assert "Okafor" not in base  # 5. the base model does not know it
+
+
+def test_kill_9_mid_bake_loses_nothing(engine, tmp_path):
+    config = RuntimeConfig(home=tmp_path, bake=small_bake(), lease_s=5,
+                           gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+    runtime = Runtime.open(config, engine)
+    runtime.store.create_agent("kim")
+    item = runtime.store.add("kim", "The Lumen Prize for 2031 went to the poet Ines Varga.", "news").item
+
+    worker = spawn_worker(config, "kim")
+    deadline = time.monotonic() + 120
+    while runtime.store.get(item.id).status != "baking" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # mid-bake: sampling/training under way
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+    assert runtime.store.adapters("kim") == []  # nothing half-written got registered
+    time.sleep(config.lease_s + 0.5)
+    runtime.bake("kim")  # the claim expires the dead lease; the next bake succeeds
+    assert runtime.store.get(item.id).status == "baked"
+    assert runtime.store.live("kim").name == "kim-v0001"
+    assert "failed" in [r.status for r in runtime.store.runs("kim")]
+
+
+def test_bad_input_changes_nothing(engine, tmp_path):
+    runtime = Runtime.open(RuntimeConfig(home=tmp_path, max_item_chars=50), engine)
+    runtime.store.create_agent("bo")
+    for text in ["", "x" * 51, "ctrl\x1bchar"]:
+        with pytest.raises(MemoryInputError):
+            runtime.store.add("bo", text, "fact")
+    assert runtime.store.add("bo", "Fine fact.", "fact").duplicate is False
+    assert runtime.store.add("bo", "fine  FACT.", "fact").duplicate is True
+    with pytest.raises(MemoryInputError, match="unknown agent"):
+        runtime.chat("nobody", QUESTION)
+    with pytest.raises(MemoryInputError, match="no adapter"):
+        runtime.rollback("bo", "bo-v0042")
+    assert len(runtime.store.items("bo")) == 1
+
+
+def test_a_vllm_that_cannot_start_names_the_cause(tmp_path):
+    with pytest.raises(EngineError, match="exited with code|did not become healthy") as info:
+        VLLMEngine.start(tmp_path / "no-such-model", tmp_path / "vllm.log",
+                         VLLMSettings(startup_timeout_s=120))
+    assert "vllm.log" in str(info.value)

@@ -1,0 +1,72 @@
+"""The runtime loop on a tiny random Llama with the in-process engine (no vLLM): memory,
+context-until-baked, a scheduler-triggered bake in a worker process, gate, swap."""
+
+import time
+
+import pytest
+
+from agent.config import RuntimeConfig
+from agent.engines import SamplingParams, TransformersEngine
+from agent.runtime import Runtime
+from agent.scheduler import BakeScheduler
+
+TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2,
+             "num_control_queries": 2, "max_new_tokens": 6, "model_questions_per_item": 0,
+             "lora_rank": 4, "epochs": 1, "batch_size": 4}
+
+
+def make_runtime(tiny_model, tmp_path, **overrides) -> Runtime:
+    config = RuntimeConfig(home=tmp_path, model=str(tiny_model), bake=TINY_BAKE,
+                           engine={"kind": "transformers"}, **overrides)
+    return Runtime.open(config, TransformersEngine(str(tiny_model)))
+
+
+def test_pending_items_are_served_from_context(tiny_model, tmp_path):
+    runtime = make_runtime(tiny_model, tmp_path)
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "You are terse.", "persona")
+    runtime.store.add("ada", "The tower is blue.", "news")
+    messages = runtime.messages_for("ada", [{"role": "user", "content": "What colour is the tower?"}])
+    assert messages[0] == {"role": "system", "content": "You are terse."}
+    assert "The tower is blue." in messages[1]["content"] and messages[1]["content"].endswith("tower?")
+    assert runtime.chat("ada", [{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=3)).adapter is None
+
+
+def test_every_n_items_trigger_bakes_and_swaps_and_schedules_survive_restart(tiny_model, tmp_path):
+    runtime = make_runtime(tiny_model, tmp_path, schedule={"bake_every_n_items": 2, "poll_s": 0.5},
+                           gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
+    runtime.store.create_agent("ada")
+    scheduler = BakeScheduler(runtime)
+    scheduler.start()
+    try:
+        runtime.store.add("ada", "The tower is blue.", "news")
+        time.sleep(1.5)
+        assert runtime.store.live("ada") is None  # one item: below the threshold
+        runtime.store.add("ada", "The bridge is red.", "news")
+        deadline = time.monotonic() + 120
+        while runtime.store.live("ada") is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert runtime.store.live("ada").name == "ada-v0001"
+        assert runtime.live_adapter("ada") == "ada-v0001"
+        assert {i.status for i in runtime.store.items("ada")} == {"baked"}
+        assert runtime.context_items("ada") == []
+        assert "bake-n-ada" in scheduler.jobs()
+    finally:
+        scheduler.shutdown()
+    # The job store is the same SQLite file: the jobs are still there after a restart.
+    assert "apscheduler_jobs" in runtime.store.db.table_names()
+    again = BakeScheduler(runtime)
+    again.scheduler.start(paused=True)
+    assert "bake-n-ada" in again.jobs()
+    again.shutdown(wait=False)
+
+
+def test_a_rejected_candidate_keeps_the_items_in_context(tiny_model, tmp_path):
+    runtime = make_runtime(tiny_model, tmp_path, gate={"min_fidelity": 2.0})  # unreachable
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "The tower is blue.", "news")
+    runtime.bake("ada")
+    (record,) = runtime.store.adapters("ada")
+    assert record.status == "rejected" and "fidelity" in record.reason
+    assert runtime.store.live("ada") is None and runtime.live_adapter("ada") is None
+    assert [i.status for i in runtime.store.items("ada")] == ["pending"]

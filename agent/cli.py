@@ -45,7 +45,10 @@ def _validation_message(e: ValidationError) -> str:
 
 @app.command()
 def bake(
-    out: Path = typer.Option(..., "--out", help="adapter folder to write"),
+    out: Optional[Path] = typer.Option(None, "--out", help="adapter folder to write"),
+    agent: Optional[str] = typer.Option(None, "--agent", help="bake this agent's pending memories"),
+    home: Optional[Path] = typer.Option(None, "--home", help="runtime folder (with --agent)"),
+    runtime_config: Optional[Path] = typer.Option(None, "--runtime-config", help="runtime YAML (with --agent)"),
     kind: KindChoice = typer.Option(KindChoice.persona, "--kind", help="what the texts are"),
     text: list[str] = typer.Option([], "--text", help="a prompt to bake (repeatable)"),
     text_file: Optional[Path] = typer.Option(None, "--text-file", help="one prompt per line"),
@@ -58,9 +61,19 @@ def bake(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out"),
     show: int = typer.Option(0, "--show", help="print N held-out answers, parent vs baked"),
 ) -> None:
-    """Bake prompts into a LoRA adapter (Prompt Baking) and write it with bake.json."""
+    """Bake prompts into a LoRA adapter (Prompt Baking) and write it with bake.json.
+
+    With --agent, bake that agent's pending memories in a worker process instead; the result
+    is gated and goes live in the serving runtime (now if `agent serve` runs, else at its start).
+    """
     from baking import BakeConfig, BakeError, PromptItem, bake as run_bake
     from baking.model import ModelError
+
+    if agent is not None:
+        _bake_agent(agent, home, runtime_config, device)
+        return
+    if out is None:
+        fail("give --out DIR (bake texts) or --agent NAME (bake an agent's pending memories)")
 
     texts = list(text)
     if text_file is not None:
@@ -96,6 +109,178 @@ def bake(
     _print_summary(version.metrics, version.path)
     if show:
         _show_answers(version, show)
+
+
+def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device: str | None) -> None:
+    from agent.worker import run_worker
+
+    config = _runtime_config(home, config_path)
+    if device:
+        config = type(config).model_validate({**config.model_dump(), "worker_device": device})
+    store = _store(config)
+    _guard(lambda: store.require_agent(agent))
+    before = {a.id for a in store.adapters(agent)}
+    run_worker(config, agent, progress=True)
+    for record in store.adapters(agent):
+        if record.id not in before:
+            verdict = "passed the gate" if record.status == "candidate" else f"was {record.status}"
+            console.print(f"{record.name} {verdict}: {record.reason or record.metrics['gate']['reason']}")
+
+
+def _runtime_config(home: Path | None, config_path: Path | None):
+    from agent.config import RuntimeConfig
+
+    try:
+        config = RuntimeConfig.from_yaml(config_path) if config_path else RuntimeConfig()
+        if home is not None:
+            config = RuntimeConfig.model_validate({**config.model_dump(), "home": home})
+    except FileNotFoundError:
+        fail(f"--runtime-config {config_path} does not exist")
+    except ValidationError as e:
+        fail(f"bad runtime config: {_validation_message(e)}")
+    return config
+
+
+def _store(config):
+    from memory import MemoryStore
+
+    return MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+
+
+def _guard(action):
+    """Run ``action``; a refused input becomes a one-line error and exit code 2."""
+    from memory import MemoryInputError
+
+    try:
+        return action()
+    except MemoryInputError as e:
+        fail(str(e))
+
+
+memory_app = typer.Typer(no_args_is_help=True, help="The memory buffer: add, list, show, approve, retire.")
+adapters_app = typer.Typer(no_args_is_help=True, help="Adapter versions: list, show, rollback.")
+app.add_typer(memory_app, name="memory")
+app.add_typer(adapters_app, name="adapters")
+HOME = typer.Option(None, "--home", help="runtime folder (default runs/default)")
+CONFIG = typer.Option(None, "--runtime-config", help="runtime YAML")
+
+
+@memory_app.command("add")
+def memory_add(
+    agent: str = typer.Option(..., "--agent"),
+    text: str = typer.Option(..., "--text"),
+    kind: str = typer.Option("fact", "--kind", help="persona, instruction, news, fact or note"),
+    source: str = typer.Option("cli", "--source"),
+    trust: str = typer.Option("operator", "--trust", help="operator, user, tool or feed"),
+    create: bool = typer.Option(False, "--create-agent", help="create the agent if it is new"),
+    home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
+) -> None:
+    """Add a memory item (pending: served from context until baked)."""
+    store = _store(_runtime_config(home, runtime_config))
+    if create:
+        _guard(lambda: store.create_agent(agent))
+    result = _guard(lambda: store.add(agent, text, kind, source=source, trust=trust))
+    if result.duplicate:
+        console.print(f"duplicate of item {result.item.id} ({result.item.status}); nothing added")
+    else:
+        console.print(f"added item {result.item.id} for {agent} (pending)")
+
+
+@memory_app.command("list")
+def memory_list(agent: str = typer.Option(..., "--agent"), status: Optional[str] = typer.Option(None, "--status"),
+                home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """List an agent's memories with their status."""
+    store = _store(_runtime_config(home, runtime_config))
+    table = Table("id", "kind", "status", "baked in", "trust", "text")
+    for item in _guard(lambda: store.items(agent, status=status)):
+        table.add_row(str(item.id), item.kind, item.status, item.baked_in or "", item.trust, item.text[:80])
+    console.print(table)
+
+
+@memory_app.command("show")
+def memory_show(item_id: int, home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """Show one memory item in full."""
+    store = _store(_runtime_config(home, runtime_config))
+    console.print_json(json.dumps(_guard(lambda: store.get(item_id)).__dict__))
+
+
+@memory_app.command("approve")
+def memory_approve(item_id: int, home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """Raise an item's trust to operator."""
+    store = _store(_runtime_config(home, runtime_config))
+    item = _guard(lambda: store.approve(item_id))
+    console.print(f"item {item.id} trust: {item.trust}")
+
+
+@memory_app.command("retire")
+def memory_retire(item_id: int, home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """Retire an item: it leaves the context and is never baked again."""
+    store = _store(_runtime_config(home, runtime_config))
+    item = _guard(lambda: store.retire(item_id))
+    console.print(f"item {item.id}: {item.status}")
+
+
+@adapters_app.command("list")
+def adapters_list(agent: str = typer.Option(..., "--agent"), home: Optional[Path] = HOME,
+                  runtime_config: Optional[Path] = CONFIG) -> None:
+    """List an agent's adapter versions."""
+    store = _store(_runtime_config(home, runtime_config))
+    table = Table("id", "name", "status", "parent", "items", "fidelity", "reason")
+    for a in _guard(lambda: store.adapters(agent)):
+        fidelity = a.metrics.get("fidelity")
+        table.add_row(str(a.id), a.name, a.status, a.parent or "", ",".join(map(str, a.item_ids)),
+                      f"{fidelity:.3f}" if fidelity is not None else "", a.reason or "")
+    console.print(table)
+
+
+@adapters_app.command("show")
+def adapters_show(name: str, agent: str = typer.Option(..., "--agent"), home: Optional[Path] = HOME,
+                  runtime_config: Optional[Path] = CONFIG) -> None:
+    """Show one adapter version: path, parent, items, metrics, verdict."""
+    store = _store(_runtime_config(home, runtime_config))
+    matches = [a for a in _guard(lambda: store.adapters(agent)) if a.name == name]
+    if not matches:
+        fail(f"agent {agent!r} has no adapter {name!r}")
+    console.print_json(json.dumps(matches[0].__dict__, default=str))
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(name: str, agent: str = typer.Option(..., "--agent"), home: Optional[Path] = HOME,
+                      runtime_config: Optional[Path] = CONFIG) -> None:
+    """Point the agent back at an earlier version (served at the next `agent serve`)."""
+    store = _store(_runtime_config(home, runtime_config))
+    record = _guard(lambda: store.rollback(agent, name))
+    console.print(f"{agent} now points at {record.name}")
+
+
+@app.command()
+def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it."""
+    import time as _time
+
+    from agent.engines import EngineError, VLLMEngine
+    from agent.runtime import Runtime
+    from agent.scheduler import BakeScheduler
+
+    config = _runtime_config(home, runtime_config)
+    try:
+        runtime = Runtime.open(config)
+    except EngineError as e:
+        fail(str(e))
+    scheduler = BakeScheduler(runtime)
+    scheduler.start()
+    if isinstance(runtime.engine, VLLMEngine):
+        console.print(f"OpenAI-compatible endpoint: {runtime.engine.url}/v1  (model 'base' or an adapter name)")
+    for name in runtime.store.agents():
+        console.print(f"  agent {name}: live adapter {runtime.live_adapter(name) or '(none: base + context)'}")
+    try:
+        while True:
+            _time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=False)
+        runtime.close()
 
 
 def _print_summary(metrics: dict, path: Path) -> None:

@@ -97,3 +97,22 @@ def test_a_vllm_that_cannot_start_names_the_cause(tmp_path):
         VLLMEngine.start(tmp_path / "no-such-model", tmp_path / "vllm.log",
                          VLLMSettings(startup_timeout_s=120))
     assert "vllm.log" in str(info.value)
+
+
+def test_two_agents_on_one_server_keep_separate_memories_and_adapters(engine, tmp_path):
+    config = RuntimeConfig(home=tmp_path, bake=small_bake(), gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+    runtime = Runtime.open(config, engine)
+    for name in ("ana", "ben"):
+        runtime.store.create_agent(name)
+    bridge = "The city of Port Avalon opened the Glasswing Bridge, designed by Tomas Reyes."
+    bridge_q = [{"role": "user", "content": "Who designed the Glasswing Bridge in Port Avalon?"}]
+    runtime.store.add("ana", bridge, "news")  # ana keeps hers pending (context)
+    runtime.store.add("ben", NEWS, "news")    # ben bakes his into his own adapter
+    runtime.bake("ben")
+
+    assert runtime.live_adapter("ben") == "ben-v0001" and runtime.live_adapter("ana") is None
+    assert "Okafor" in runtime.chat("ben", QUESTION, GREEDY).text     # ben: from his weights
+    assert "Okafor" not in runtime.chat("ana", QUESTION, GREEDY).text # ana: nothing of ben's
+    assert "Reyes" in runtime.chat("ana", bridge_q, GREEDY).text      # ana: from her context
+    assert "Reyes" not in runtime.chat("ben", bridge_q, GREEDY).text  # ben: no leak of ana's
+    assert [i.status for i in runtime.store.items("ana")] == ["pending"]

@@ -92,6 +92,14 @@ def test_bad_input_changes_nothing(engine, tmp_path):
     assert len(runtime.store.items("bo")) == 1
 
 
+def test_attach_to_a_running_server_by_url(engine):
+    attached = VLLMEngine.attach(engine.url)
+    assert attached.health() and attached.process is None
+    assert attached.chat(QUESTION, None, SamplingParams(max_tokens=4)).completion_tokens > 0
+    with pytest.raises(EngineError, match="no healthy vLLM server"):
+        VLLMEngine.attach("http://127.0.0.1:9")
+
+
 def test_a_vllm_that_cannot_start_names_the_cause(tmp_path):
     with pytest.raises(EngineError, match="exited with code|did not become healthy") as info:
         VLLMEngine.start(tmp_path / "no-such-model", tmp_path / "vllm.log",

@@ -70,3 +70,23 @@ def test_a_rejected_candidate_keeps_the_items_in_context(tiny_model, tmp_path):
     assert record.status == "rejected" and "fidelity" in record.reason
     assert runtime.store.live("ada") is None and runtime.live_adapter("ada") is None
     assert [i.status for i in runtime.store.items("ada")] == ["pending"]
+
+
+def test_old_adapter_is_unloaded_only_after_its_in_flight_requests(tiny_model, tmp_path):
+    runtime = make_runtime(tiny_model, tmp_path, gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "The tower is blue.", "news")
+    runtime.bake("ada")
+    assert runtime.live_adapter("ada") == "ada-v0001"
+
+    runtime.store.add("ada", "The bridge is red.", "news")
+    with runtime._using("ada-v0001"):  # a request still being served by v0001
+        runtime.bake("ada")
+        assert runtime.live_adapter("ada") == "ada-v0002"
+        time.sleep(0.3)
+        assert "ada-v0001" in runtime.engine.adapters()  # not pulled from under the request
+    deadline = time.monotonic() + 10
+    while "ada-v0001" in runtime.engine.adapters() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.engine.adapters() == ["ada-v0002"]
+    assert runtime.store.live("ada").parent == "ada-v0001"  # v2 was baked on top of v1

@@ -90,3 +90,20 @@ def test_old_adapter_is_unloaded_only_after_its_in_flight_requests(tiny_model, t
         time.sleep(0.05)
     assert runtime.engine.adapters() == ["ada-v0002"]
     assert runtime.store.live("ada").parent == "ada-v0001"  # v2 was baked on top of v1
+
+
+def test_langchain_chat_model_answers_with_the_live_adapter_and_context(tiny_model, tmp_path):
+    from langchain_core.messages import AIMessage
+
+    from agent.langchain_model import PromptbakeChatModel
+
+    runtime = make_runtime(tiny_model, tmp_path, gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "The tower is blue.", "news")
+    runtime.bake("ada")
+    runtime.store.add("ada", "The bridge is red.", "news")  # pending: goes in as context
+    chat = PromptbakeChatModel(runtime=runtime, agent="ada", max_tokens=5)
+    message = chat.invoke("What colour is the bridge?")
+    assert isinstance(message, AIMessage)
+    assert message.response_metadata["adapter"] == "ada-v0001"
+    assert message.usage_metadata["input_tokens"] > len("The bridge is red.")  # context was sent

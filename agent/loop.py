@@ -1,0 +1,157 @@
+"""The agent loop: typed step records, langchain-core messages and tools.
+
+The default 135M model cannot use OpenAI tool calling, so tools are also reachable through a
+plain-text format it can follow; one line of its reply:
+
+    CALL <tool name> <JSON object of arguments>
+
+e.g. ``CALL remember {"text": "The office moved to Pier 9.", "kind": "fact"}``. The tool's
+result comes back as the next user turn, ``[<tool> result] ...``, and the model answers again.
+A reply without a CALL line is the final answer. Tool errors become observations the model
+sees; engine errors raise. Scenarios can also call a tool explicitly (:meth:`Agent.use_tool`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool
+
+_CALL = re.compile(r"^\s*CALL\s+([A-Za-z_][\w-]*)\s*(\{.*\})?\s*$", re.MULTILINE)
+
+
+class Reply(Protocol):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    adapter: str | None
+
+
+ChatFn = Callable[[list[dict[str, str]]], Reply]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    args: dict[str, Any]
+    id: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model turn: what went in, what came out, the tools it called and what they said."""
+
+    number: int
+    messages_in: tuple[BaseMessage, ...]
+    output: str
+    tool_calls: tuple[ToolCall, ...]
+    observations: tuple[ToolMessage, ...]
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    adapter: str | None  # the adapter version that answered (None: base model + context)
+
+    def to_messages(self) -> list[BaseMessage]:
+        calls = [{"name": c.name, "args": c.args, "id": c.id} for c in self.tool_calls]
+        return [AIMessage(content=self.output, tool_calls=calls), *self.observations]
+
+
+def parse_tool_calls(text: str, step: int) -> list[ToolCall]:
+    """CALL lines in ``text``; malformed JSON becomes a call whose args carry the error."""
+    calls = []
+    for n, match in enumerate(_CALL.finditer(text)):
+        raw = match.group(2) or "{}"
+        try:
+            args = json.loads(raw)
+        except json.JSONDecodeError as e:
+            args = {"__error__": f"arguments are not a JSON object: {e.msg}"}
+        calls.append(ToolCall(match.group(1), args if isinstance(args, dict) else {"__error__": "arguments must be a JSON object"}, f"call-{step}-{n}"))
+    return calls
+
+
+def tool_instructions(tools: dict[str, BaseTool]) -> str:
+    lines = ["You can use tools. To use one, reply with a single line:",
+             'CALL <tool> {"argument": "value"}', "Tools:"]
+    for tool in tools.values():
+        args = ", ".join(tool.args)
+        lines.append(f"- {tool.name}({args}): {tool.description.splitlines()[0]}")
+    lines.append("When you have the answer, reply normally without CALL.")
+    return "\n".join(lines)
+
+
+def to_chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """langchain messages -> chat-template dicts (tool results become user turns)."""
+    out = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            out.append({"role": "system", "content": str(m.content)})
+        elif isinstance(m, HumanMessage):
+            out.append({"role": "user", "content": str(m.content)})
+        elif isinstance(m, AIMessage):
+            out.append({"role": "assistant", "content": str(m.content)})
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "user", "content": f"[{m.name} result] {m.content}"})
+    return out
+
+
+@dataclass
+class Agent:
+    model: ChatFn
+    tools: dict[str, BaseTool] = field(default_factory=dict)
+    max_steps: int = 4
+    history: list[BaseMessage] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def run(self, user_text: str) -> list[Step]:
+        """Answer one user message, calling tools until a reply has no CALL line."""
+        self.history.append(HumanMessage(content=user_text))
+        new_steps = []
+        for _ in range(self.max_steps):
+            step = self._step()
+            new_steps.append(step)
+            if not step.tool_calls:
+                break
+        return new_steps
+
+    def _step(self) -> Step:
+        number = len(self.steps) + 1
+        messages_in = list(self.history)
+        prompt = to_chat_dicts(messages_in)
+        if self.tools:
+            prompt = [{"role": "system", "content": tool_instructions(self.tools)}, *prompt]
+        start = time.perf_counter()
+        reply = self.model(prompt)  # engine errors propagate
+        calls = parse_tool_calls(reply.text, number)
+        observations = tuple(self._execute(call) for call in calls)
+        step = Step(number, tuple(messages_in), reply.text, tuple(calls), observations,
+                    reply.prompt_tokens, reply.completion_tokens, time.perf_counter() - start, reply.adapter)
+        self.steps.append(step)
+        self.history.extend(step.to_messages())
+        return step
+
+    def _execute(self, call: ToolCall) -> ToolMessage:
+        """Run a tool; any failure becomes an observation the model can react to."""
+        if "__error__" in call.args:
+            content = f"error: {call.args['__error__']}"
+        elif call.name not in self.tools:
+            content = f"error: unknown tool {call.name!r}; available: {', '.join(self.tools) or 'none'}"
+        else:
+            try:
+                content = str(self.tools[call.name].invoke(call.args))
+            except Exception as e:  # a tool's failure is information for the model, not a crash
+                content = f"error: {type(e).__name__}: {e}"
+        return ToolMessage(content=content, name=call.name, tool_call_id=call.id)
+
+    def use_tool(self, name: str, args: dict[str, Any] | None = None) -> Step:
+        """Explicit tool use (e.g. from a scenario): recorded as a step with no model call."""
+        call = ToolCall(name, args or {}, f"explicit-{len(self.steps) + 1}")
+        step = Step(len(self.steps) + 1, tuple(self.history), "", (call,), (self._execute(call),),
+                    0, 0, 0.0, None)
+        self.steps.append(step)
+        self.history.extend(step.to_messages())
+        return step

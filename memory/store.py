@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -307,12 +308,14 @@ class MemoryStore:
             self._fail_run(run_id, "lease expired: the worker stopped without finishing")
 
     def recover(self) -> int:
-        """On (re)start: every running bake is dead; its items go back to pending."""
+        """On (re)start: a running bake whose worker process is gone has its items returned to
+        pending (a live worker keeps its claim; its lease still guards it)."""
         with self._tx():
-            running = [r["id"] for r in self.db["bake_runs"].rows_where("status = 'running'")]
-            for run_id in running:
-                self._fail_run(run_id, "interrupted: runtime restarted")
-        return len(running)
+            dead = [r["id"] for r in self.db["bake_runs"].rows_where("status = 'running'")
+                    if not _process_alive(r["pid"])]
+            for run_id in dead:
+                self._fail_run(run_id, "interrupted: its worker is gone (runtime restarted)")
+        return len(dead)
 
     def fail(self, run_id: int, error: str) -> None:
         with self._tx():
@@ -434,6 +437,18 @@ class MemoryStore:
         where, args = ("agent = ?", [agent]) if agent else (None, [])
         return [{**r, "data": json.loads(r["data"])} for r in
                 self.db["events"].rows_where(where, args, order_by="id")]
+
+
+def _process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _item(row: dict[str, Any]) -> MemoryItem:

@@ -71,12 +71,21 @@ def test_an_expired_lease_returns_items_to_pending(store):
     assert again is not None and again.item_ids == (a.id,)
 
 
-def test_recover_on_restart(store, tmp_path):
+def test_recover_on_restart_frees_only_dead_workers_items(store, tmp_path):
+    import os
+    import subprocess
+
     a = store.add("ada", "Item one.", "fact").item
-    store.claim("ada", lease_s=3600)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.claim("ada", lease_s=3600, pid=dead.pid)
+    store.create_agent("bob")
+    b = store.add("bob", "Item two.", "fact").item
+    store.claim("bob", lease_s=3600, pid=os.getpid())  # a live worker
     reopened = MemoryStore(tmp_path / "memory.db")
     assert reopened.recover() == 1
     assert reopened.get(a.id).status == "pending"
+    assert reopened.get(b.id).status == "baking"
 
 
 def test_promote_moves_the_live_pointer_and_bakes_the_items(store):

@@ -50,14 +50,14 @@ class BakeConfig(BaseModel):
         8, ge=0, description="unrelated held-out inputs for locality (drift from the parent)"
     )
     multi_turn_fraction: float = Field(
-        0.25, ge=0, le=1, description="persona/instruction: share of extra second-turn inputs"
+        0.1, ge=0, le=1, description="persona/instruction: share of extra second-turn inputs"
     )
     model_questions_per_item: int = Field(
         4, ge=0, description="news/fact: questions the model writes with the item in context"
     )
     # --- teacher sampling ---
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
-    max_new_tokens: int = Field(48, ge=1, le=2048)
+    max_new_tokens: int = Field(40, ge=1, le=2048)
     sample_batch_size: int = Field(128, ge=1, description="sequences per teacher decoding batch")
     # --- LoRA ---
     lora_rank: int = Field(8, ge=1)
@@ -72,7 +72,7 @@ class BakeConfig(BaseModel):
     lora_plus_ratio: float = Field(
         1.0, ge=1, description="LoRA+: lora_B learns this many times faster than lora_A"
     )
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(4, ge=1)
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(16, ge=1, description="trajectories per optimiser step")
     warmup_fraction: float = Field(0.05, ge=0, lt=1)

@@ -253,6 +253,30 @@ def adapters_rollback(name: str, agent: str = typer.Option(..., "--agent"), home
     console.print(f"{agent} now points at {record.name}")
 
 
+scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: schema, check.")
+app.add_typer(scenario_app, name="scenario")
+
+
+@scenario_app.command("schema")
+def scenario_schema() -> None:
+    """Print the scenario JSON Schema (for editor completion)."""
+    from agent.scenario import json_schema
+
+    print(json_schema())
+
+
+@scenario_app.command("check")
+def scenario_check(path: Path) -> None:
+    """Validate a scenario file; errors give the file, line and field."""
+    from agent.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as e:
+        fail(str(e))
+    console.print(f"{path}: ok ({len(scenario.agents)} agent(s), {len(scenario.timeline)} events)")
+
+
 @app.command()
 def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
     """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it."""

@@ -1,0 +1,279 @@
+"""The scenario schema: what `agent run scenario.yaml` reads.
+
+A scenario names the model, engine, agents, memory limits, schedule, bake config and seed, and
+a timeline of events. Every model forbids unknown fields, and a malformed file is rejected
+before anything starts with the file, the line and the field:
+
+    scenario.yaml:14: timeline.2.question: Field required
+
+Events (``type:`` picks one):
+
+- ``feed``: memory items (or a JSONL/RSS file of headlines) for an agent;
+- ``say``: user messages, scripted or from a user simulator, for long conversations;
+- ``ask``: a question with an expected answer or multiple-choice options;
+- ``probe``: a judged question asked at given turns of the conversation;
+- ``bake``, ``wait_for_bake``, ``scale`` (half-bake strengths), ``checkpoint``.
+
+``ask`` and ``probe`` run under conditions: base, prompted, baked, baked+prompted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.config import EngineConfig, GateConfig, ScheduleConfig
+from baking.config import BakeConfig
+from baking.model import DEFAULT_MODEL
+
+Condition = Literal["base", "prompted", "baked", "baked+prompted"]
+ALL_CONDITIONS: tuple[str, ...] = ("base", "prompted", "baked", "baked+prompted")
+ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    persona: str | None = None
+    instructions: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list, description="by name: remember, recall, news_feed, clock")
+
+
+class MemorySpec(_Strict):
+    max_item_chars: int = Field(2000, ge=1)
+
+
+class Judge(_Strict):
+    """A named judge from the registry, with its arguments."""
+
+    name: Literal["contains", "regex", "keyword_rate", "language", "mc_loglik"]
+    value: str | None = Field(None, description="contains: text; regex: pattern; language: 'fr', 'en'...")
+    words: list[str] = Field(default_factory=list, description="keyword_rate: the keywords")
+    choices: list[str] = Field(default_factory=list, description="mc_loglik: the options")
+    answer_idx: int | None = Field(None, ge=0, description="mc_loglik: the right option")
+
+    @model_validator(mode="after")
+    def _arguments(self) -> "Judge":
+        needs = {"contains": self.value, "regex": self.value, "language": self.value,
+                 "keyword_rate": self.words, "mc_loglik": self.choices and self.answer_idx is not None}
+        if not needs[self.name]:
+            wanted = {"contains": "value", "regex": "value", "language": "value",
+                      "keyword_rate": "words", "mc_loglik": "choices and answer_idx"}[self.name]
+            raise ValueError(f"judge {self.name!r} needs {wanted}")
+        if self.name == "mc_loglik" and self.answer_idx >= len(self.choices):
+            raise ValueError(f"answer_idx {self.answer_idx} is out of range for {len(self.choices)} choices")
+        return self
+
+
+class FeedItem(_Strict):
+    text: str
+    kind: ItemKind = "news"
+
+
+class FeedEvent(_Strict):
+    type: Literal["feed"]
+    agent: str
+    items: list[FeedItem | str] = Field(default_factory=list)
+    file: Path | None = Field(None, description="JSONL/RSS file or folder of headlines")
+    kind: ItemKind = "news"
+
+    @model_validator(mode="after")
+    def _something(self) -> "FeedEvent":
+        if not self.items and self.file is None:
+            raise ValueError("a feed needs items or a file")
+        return self
+
+
+class Simulator(_Strict):
+    """The model itself playing the user, for long conversations."""
+
+    turns: int = Field(ge=1)
+    user_prompt: str = "You are a curious person chatting with an assistant. Ask a short question."
+
+
+class SayEvent(_Strict):
+    type: Literal["say"]
+    agent: str
+    messages: list[str] = Field(default_factory=list)
+    simulator: Simulator | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> "SayEvent":
+        if bool(self.messages) == bool(self.simulator):
+            raise ValueError("say needs exactly one of messages or simulator")
+        return self
+
+
+class AskEvent(_Strict):
+    type: Literal["ask"]
+    agent: str
+    question: str
+    expected: str | None = Field(None, description="scored by contains")
+    choices: list[str] = Field(default_factory=list, description="scored by multiple-choice log-likelihood")
+    answer_idx: int | None = None
+    paraphrases: list[str] = Field(default_factory=list, description="generalization")
+    control: bool = Field(False, description="an unrelated question: locality")
+    conditions: list[Condition] = Field(default_factory=lambda: ["base", "prompted", "baked"])
+
+    @model_validator(mode="after")
+    def _scored(self) -> "AskEvent":
+        if self.expected is None and not self.choices:
+            raise ValueError("ask needs expected or choices")
+        if self.choices and (self.answer_idx is None or not 0 <= self.answer_idx < len(self.choices)):
+            raise ValueError("choices need an answer_idx within range")
+        return self
+
+
+class ProbeEvent(_Strict):
+    type: Literal["probe"]
+    agent: str
+    question: str
+    judge: Judge
+    at_turns: list[int] = Field(default_factory=list, description="turns of the conversation to probe at")
+    every_n_turns: int | None = Field(None, ge=1)
+    conditions: list[Condition] = Field(default_factory=lambda: ["prompted", "baked", "baked+prompted"])
+
+    @model_validator(mode="after")
+    def _when(self) -> "ProbeEvent":
+        if not self.at_turns and self.every_n_turns is None:
+            raise ValueError("probe needs at_turns or every_n_turns")
+        return self
+
+
+class BakeEvent(_Strict):
+    type: Literal["bake"]
+    agent: str
+
+
+class WaitForBakeEvent(_Strict):
+    type: Literal["wait_for_bake"]
+    agent: str
+    timeout_s: float = Field(900, gt=0)
+
+
+class ScaleEvent(_Strict):
+    type: Literal["scale"]
+    agent: str
+    scales: list[float] = Field(min_length=1)
+
+    @field_validator("scales")
+    @classmethod
+    def _range(cls, scales: list[float]) -> list[float]:
+        for s in scales:
+            if not 0 <= s <= 2:
+                raise ValueError(f"scale {s} is outside [0, 2]")
+        return scales
+
+
+class CheckpointEvent(_Strict):
+    type: Literal["checkpoint"]
+    label: str
+
+
+Event = Annotated[
+    Union[FeedEvent, SayEvent, AskEvent, ProbeEvent, BakeEvent, WaitForBakeEvent, ScaleEvent, CheckpointEvent],
+    Field(discriminator="type"),
+]
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    model: str = DEFAULT_MODEL
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    agents: list[AgentSpec] = Field(min_length=1)
+    memory: MemorySpec = Field(default_factory=MemorySpec)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    bake: BakeConfig = Field(default_factory=BakeConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    seed: int = 0
+    timeline: list[Event] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_agents(self) -> "Scenario":
+        names = [a.name for a in self.agents]
+        if len(set(names)) != len(names):
+            raise ValueError(f"agent names must be unique, got {names}")
+        for i, event in enumerate(self.timeline):
+            agent = getattr(event, "agent", None)
+            if agent is not None and agent not in names:
+                raise ValueError(f"timeline.{i}.agent: unknown agent {agent!r} (agents: {', '.join(names)})")
+        return self
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; the message gives file:line: field: reason."""
+
+
+def json_schema() -> str:
+    return json.dumps(Scenario.model_json_schema(), indent=2)
+
+
+def _document_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union tags (``timeline.3.probe.judge`` -> ``timeline.3.judge``)."""
+    path: list[Any] = []
+    for i, key in enumerate(loc):
+        after_event = i >= 2 and loc[i - 2] == "timeline" and isinstance(loc[i - 1], int)
+        if after_event and key in _EVENT_TYPES:
+            continue
+        if isinstance(key, str) and key in ("str", "FeedItem"):  # members of `items` unions
+            continue
+        path.append(key)
+    return tuple(path)
+
+
+def _line_of(node: yaml.Node, path: tuple[Any, ...]) -> int:
+    """1-based line of the YAML node at ``path`` (the deepest one that exists)."""
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if k.value == str(key)), None)
+            if found is None:
+                # An unknown key (extra field): point at the key itself.
+                found = next((k for k, _ in node.value if k.value == str(key)), None)
+                if found is None:
+                    break
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+    return node.start_mark.line + 1
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Parse and validate ``path``; a ScenarioError names the file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "?"
+        raise ScenarioError(f"{path}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from e
+    if not isinstance(data, dict) or root is None:
+        raise ScenarioError(f"{path}:1: a scenario is a mapping with name, agents and timeline")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        problem = e.errors()[0]
+        loc = _document_path(tuple(problem["loc"]))
+        message = problem["msg"].removeprefix("Value error, ")
+        if message.startswith("timeline.") and ": unknown agent" in message:  # from _known_agents
+            where, message = message.split(": ", 1)
+            loc = ("timeline", int(where.split(".")[1]), "agent")
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        raise ScenarioError(f"{path}:{_line_of(root, loc)}: {field}: {message}") from e
+
+
+_EVENT_TYPES = {"feed", "say", "ask", "probe", "bake", "wait_for_bake", "scale", "checkpoint"}

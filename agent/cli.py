@@ -332,9 +332,6 @@ def _show_answers(version, n: int) -> None:
         console.print(f"  [green]baked:[/]  {after}\n")
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -34,12 +34,12 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
 
 def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
     """Questions about items already baked (their teacher is the live adapter, no prompt)."""
-    from baking.queries import template_questions
+    from baking.queries import entity_questions
 
     questions: list[str] = []
     for item in store.items(agent, status="baked"):
         if item.kind in CONTEXT_KINDS:
-            questions += template_questions(item.text)[2:4]  # entity questions, not "latest news"
+            questions += entity_questions(item.text)[:2]
     return questions[-limit:] if limit else []
 
 

@@ -112,7 +112,6 @@ def bake(
     parent: Path | str | None = None,
     replay: Sequence[str | Query] = (),
     overwrite: bool = False,
-    loaded: tuple[Any, Any] | None = None,
     progress: bool = True,
 ) -> AdapterVersion:
     """Bake ``items`` into a LoRA adapter written to ``out``; returns its :class:`AdapterVersion`.
@@ -126,17 +125,15 @@ def bake(
         parent: adapter to start from; it is also the teacher (with the prompt in context).
         replay: inputs whose teacher is the parent *without* the new prompt, to keep old
             behaviour (previously baked knowledge, generic answers).
-        loaded: an already loaded (model, tokenizer) to reuse; it must be the base model in
-            the dtype this bake uses, without adapters.
     """
     tmp = Path(out).parent / f".{Path(out).name}.tmp-{os.getpid()}"
     try:
-        return _bake(items, out, config, queries, parent, replay, overwrite, loaded, progress, tmp)
+        return _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a finished bake has renamed it already
 
 
-def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progress, tmp: Path):
+def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp: Path):
     started = time.perf_counter()
     config = config or BakeConfig()
     items = tuple(items)
@@ -159,7 +156,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, loaded, progre
 
     # 1. Model: bf16 weights when bf16 is native (the LoRA weights stay fp32), parent adapter.
     t = time.perf_counter()
-    model, tokenizer = loaded or _load_base(config, device, bf16)
+    model, tokenizer = _load_base(config, device, bf16)
     model = _with_lora(model, config, parent)
     _lora_dtype(model, torch.bfloat16 if bf16 else torch.float32)
     num_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)

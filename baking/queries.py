@@ -70,9 +70,9 @@ def named_entities(text: str) -> list[str]:
     return found
 
 
-def template_questions(text: str) -> list[str]:
-    """Questions a user might ask about a news/fact item without having seen it."""
-    questions = ["What is the latest news you know?", "Tell me something new that happened recently."]
+def entity_questions(text: str) -> list[str]:
+    """Questions about the named entities of a news/fact item."""
+    questions = []
     for entity in named_entities(text)[:3]:
         questions += [
             f"What do you know about {entity}?",
@@ -80,6 +80,12 @@ def template_questions(text: str) -> list[str]:
             f"Tell me about {entity}.",
         ]
     return questions
+
+
+def template_questions(text: str) -> list[str]:
+    """Questions a user might ask about a news/fact item without having seen it."""
+    generic = ["What is the latest news you know?", "Tell me something new that happened recently."]
+    return generic + entity_questions(text)
 
 
 def _split(pool: Sequence[str], held_out: bool) -> list[str]:
@@ -115,7 +121,7 @@ class DefaultQuerySource:
                 queries += [Query.single(q, (), "persona") for q in rng.sample(persona, k)]
             rest = n - len(queries)
             queries += [Query.single(q, (), "generic") for q in rng.sample(generic, max(0, rest))]
-        return queries[:n] if len(queries) > n else queries
+        return queries[:n]
 
 
 class ListQuerySource:

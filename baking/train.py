@@ -31,6 +31,7 @@ class Batch:
     teacher_logprobs: torch.Tensor  # (N, k) or (N, V)
     teacher_ids: torch.Tensor | None  # (N, k) or None for full rows
     num_tokens: int  # real (non-pad) tokens in the batch
+    shared_prefix: int  # leading tokens all rows share, up to the first loss position
 
 
 _WIDTH_MULTIPLE = 16  # few distinct shapes: oneDNN builds a kernel per new matmul shape
@@ -49,14 +50,16 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
         rows += [r] * len(ex.teacher.tokens)
         cols += range(start, start + len(ex.teacher.tokens))
     has_ids = examples[0].teacher.ids is not None
+    cols_t = torch.tensor(cols)
     return Batch(
         input_ids=input_ids,
         attention_mask=attention,
         rows=torch.tensor(rows),
-        cols=torch.tensor(cols),
+        cols=cols_t,
         teacher_logprobs=torch.cat([ex.teacher.logprobs for ex in examples]),
         teacher_ids=torch.cat([ex.teacher.ids for ex in examples]) if has_ids else None,
         num_tokens=int(attention.sum()),
+        shared_prefix=_shared_prefix(input_ids, cols_t),
     )
 
 
@@ -74,7 +77,7 @@ def student_logits(model, batch: Batch, device: torch.device, bf16: bool,
     causal_lm = model.get_base_model()
     input_ids = batch.input_ids.to(device)
     attention = batch.attention_mask.to(device)
-    shared = _shared_prefix(batch) if share_prefix else 0
+    shared = batch.shared_prefix if share_prefix else 0
     with autocast(device, bf16):
         past = None
         if shared:
@@ -95,15 +98,15 @@ def student_logits(model, batch: Batch, device: torch.device, bf16: bool,
         return causal_lm.lm_head(selected)  # (N, V)
 
 
-def _shared_prefix(batch: Batch) -> int:
-    """Tokens all rows share at the start, stopping before the first loss position."""
-    ids = batch.input_ids
+def _shared_prefix(ids: torch.Tensor, cols: torch.Tensor) -> int:
+    """Tokens all rows of ``ids`` (B, L) share at the start, stopping before the first loss
+    position in ``cols``."""
     if ids.shape[0] < 2:
         return 0
     same = (ids == ids[:1]).all(dim=0)  # (L,)
     differs = (~same).nonzero()
     prefix = int(differs[0]) if len(differs) else ids.shape[1]
-    return max(0, min(prefix, int(batch.cols.min())))
+    return max(0, min(prefix, int(cols.min())))
 
 
 def batch_loss(model, batch: Batch, device: torch.device, bf16: bool) -> torch.Tensor:
@@ -204,7 +207,7 @@ def train(
                     p.copy_(master)
             stats.steps += 1
             # Tokens actually forwarded: the shared prefix once, not once per row.
-            stats.tokens += batch.num_tokens - (len(batch.input_ids) - 1) * _shared_prefix(batch)
+            stats.tokens += batch.num_tokens - (len(batch.input_ids) - 1) * batch.shared_prefix
             stats.losses.append(loss.detach().item())
             if stats.steps in snapshots:
                 model.save_pretrained(snapshots[stats.steps])

@@ -413,11 +413,10 @@ class MemoryStore:
         return self.adapter(adapter_id)
 
     def adapter(self, adapter_id: int) -> AdapterRecord:
-        row = self.db.execute("SELECT * FROM adapters WHERE id=?", [adapter_id]).fetchone()
-        if row is None:
-            raise MemoryInputError(f"no adapter with id {adapter_id}")
-        columns = [d[0] for d in self.db.execute("SELECT * FROM adapters LIMIT 0").description]
-        return _adapter(dict(zip(columns, row)))
+        try:
+            return _adapter(self.db["adapters"].get(adapter_id))
+        except sqlite_utils.db.NotFoundError:
+            raise MemoryInputError(f"no adapter with id {adapter_id}") from None
 
     def adapters(self, agent: str) -> list[AdapterRecord]:
         self.require_agent(agent)

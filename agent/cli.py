@@ -278,6 +278,72 @@ def scenario_check(path: Path) -> None:
 
 
 @app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML (see scenarios/)"),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="where the run folder is created"),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="attach to a running vLLM server"),
+) -> None:
+    """Run a scenario: its timeline against a real runtime; writes runs/<scenario>-<time>/."""
+    from agent.engines import EngineError
+    from agent.run import run_scenario
+    from agent.scenario import ScenarioError, load_scenario
+
+    try:
+        parsed = load_scenario(scenario)  # rejected before anything starts
+    except ScenarioError as e:
+        fail(str(e))
+    engine = None
+    if engine_url:
+        from agent.engines import VLLMEngine
+
+        try:
+            engine = VLLMEngine.attach(engine_url)
+        except EngineError as e:
+            fail(str(e))
+    console.print(f"[bold]{parsed.name}[/]: {len(parsed.agents)} agent(s), {len(parsed.timeline)} events")
+    try:
+        report = run_scenario(scenario, runs, engine=engine, console=console)
+    except EngineError as e:
+        fail(str(e))
+    console.print(f"\n[bold green]report:[/] {report}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder with report.json")) -> None:
+    """Re-render a run's report.md and plots from its report.json."""
+    from agent.report import render
+
+    if not (run_dir / "report.json").is_file():
+        fail(f"{run_dir} has no report.json (is it a run folder?)")
+    console.print(f"report: {render(run_dir)}")
+
+
+@app.command()
+def chat(
+    agent: str = typer.Option("assistant", "--agent", help="the agent to talk to (created if new)"),
+    persona: Optional[str] = typer.Option(None, "--persona", help="a persona for a new agent"),
+    tools: list[str] = typer.Option(["remember", "recall", "clock"], "--tool", help="tools by name (repeatable)"),
+    engine_kind: Optional[str] = typer.Option(None, "--engine", help="vllm (default) or transformers"),
+    home: Optional[Path] = typer.Option(None, "--home", help="runtime folder (default runs/chat)"),
+    runtime_config: Optional[Path] = CONFIG,
+) -> None:
+    """Chat with an agent. Commands: /remember [kind:] TEXT, /bake, /adapters, /status, /quit."""
+    from agent.chat import ChatSession
+    from agent.engines import EngineError
+
+    config = _runtime_config(home or Path("runs/chat"), runtime_config)
+    if engine_kind:
+        config = type(config).model_validate({**config.model_dump(), "engine": {**config.engine.model_dump(), "kind": engine_kind}})
+    try:
+        session = ChatSession.open(config, agent, persona=persona, tools=tools, console=console)
+    except EngineError as e:
+        fail(str(e))
+    except ValueError as e:
+        fail(str(e))
+    session.repl()
+
+
+@app.command()
 def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
     """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it."""
     import time as _time

@@ -14,6 +14,7 @@ when an adapter is reloaded under a name it has seen. The runtime names every ve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -58,6 +59,10 @@ class Engine(Protocol):
 
     def sample(self, messages: list[Message], adapter: str | None, n: int, params: SamplingParams) -> list[Completion]: ...
 
+    def score(self, messages: list[Message], adapter: str | None, continuations: list[str]) -> list[float]:
+        """log p(continuation | messages) for each, as the assistant's reply (summed over tokens)."""
+        ...
+
     def load_adapter(self, name: str, path: Path | str) -> None: ...
 
     def unload_adapter(self, name: str) -> None: ...
@@ -97,11 +102,13 @@ class VLLMEngine:
     """vLLM over HTTP. Use :meth:`start` (managed subprocess) or :meth:`attach` (a URL)."""
 
     def __init__(self, url: str, process: subprocess.Popen | None = None, log_path: Path | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, model_path: Path | str | None = None) -> None:
         self.url = url.rstrip("/")
         self.process = process
         self.log_path = log_path
+        self.model_path = model_path
         self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self._tokenizer = None
 
     @classmethod
     def attach(cls, url: str) -> "VLLMEngine":
@@ -140,7 +147,7 @@ class VLLMEngine:
             raise EngineError(f"could not start vLLM ({command[0]}): {e}") from e
         finally:
             log.close()
-        engine = cls(f"http://127.0.0.1:{port}", process, log_path)
+        engine = cls(f"http://127.0.0.1:{port}", process, log_path, model_path=model_path)
         deadline = time.monotonic() + settings.startup_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -206,6 +213,45 @@ class VLLMEngine:
     def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:
         return self._request(messages, adapter, n, params)
 
+    @property
+    def tokenizer(self):
+        """The served model's tokenizer (local files; for an attached server, /v1/models' root)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            path = self.model_path
+            if path is None:
+                try:
+                    models = self.http.get("/v1/models").json()["data"]
+                    path = next(m["root"] for m in models if m["id"] == BASE)
+                except (httpx.HTTPError, KeyError, ValueError, StopIteration) as e:
+                    raise EngineError(f"cannot find the served model's path for its tokenizer: {e}") from e
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            except OSError as e:
+                raise EngineError(f"cannot load the tokenizer from {path}: {e}") from e
+        return self._tokenizer
+
+    def score(self, messages, adapter, continuations) -> list[float]:
+        """One /v1/completions request per continuation on token ids, with ``prompt_logprobs``;
+        the continuation's log-probs are the last ones."""
+        from baking.render import encode
+
+        prompt = encode(self.tokenizer, messages)
+        scores = []
+        for text in continuations:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            body = self._post("/v1/completions", {
+                "model": adapter or BASE, "prompt": prompt + ids, "max_tokens": 1,
+                "temperature": 0.0, "prompt_logprobs": 0,
+            }).json()
+            rows = body["choices"][0].get("prompt_logprobs") or []
+            tail = rows[len(prompt):]
+            if len(tail) != len(ids):
+                raise EngineError("vLLM returned no prompt_logprobs for the continuation")
+            scores.append(sum(row[str(i)]["logprob"] for row, i in zip(tail, ids)))
+        return scores
+
     def load_adapter(self, name: str, path: Path | str) -> None:
         self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(Path(path).resolve())})
 
@@ -241,30 +287,34 @@ class TransformersEngine:
         self.peft = None
         self.lock = threading.Lock()  # one PEFT model: adapters switch per request
 
-    def _generate(self, messages, adapter, n, params: SamplingParams) -> list[Completion]:
-        import contextlib
-
-        import torch
-
-        from baking.render import encode
-        from baking.sampling import sample
-
-        prompt = encode(self.tokenizer, messages)
+    @contextlib.contextmanager
+    def _selected(self, adapter: str | None):
+        """The model with ``adapter`` active (None: adapters disabled), under the lock."""
         with self.lock:
             model = self.peft if self.peft is not None else self.model
             if adapter is not None:
                 if adapter not in self.adapters():
                     raise EngineError(f"adapter {adapter!r} is not loaded")
                 model.set_adapter(adapter)
-            context = model.disable_adapter() if (adapter is None and self.peft is not None) else contextlib.nullcontext()
-            with context:
-                outputs = sample(
-                    model, [prompt] * n, eos_id=self.tokenizer.eos_token_id,
-                    pad_id=self.tokenizer.pad_token_id, max_new_tokens=params.max_tokens,
-                    temperature=params.temperature, topk=max(params.top_logprobs, 1),
-                    generator=torch.Generator().manual_seed(params.seed or 0), batch_size=max(n, 1),
-                    bf16=False,
-                )
+            disabled = model.disable_adapter() if (adapter is None and self.peft is not None) else contextlib.nullcontext()
+            with disabled:
+                yield model
+
+    def _generate(self, messages, adapter, n, params: SamplingParams) -> list[Completion]:
+        import torch
+
+        from baking.render import encode
+        from baking.sampling import sample
+
+        prompt = encode(self.tokenizer, messages)
+        with self._selected(adapter) as model:
+            outputs = sample(
+                model, [prompt] * n, eos_id=self.tokenizer.eos_token_id,
+                pad_id=self.tokenizer.pad_token_id, max_new_tokens=params.max_tokens,
+                temperature=params.temperature, topk=max(params.top_logprobs, 1),
+                generator=torch.Generator().manual_seed(params.seed or 0), batch_size=max(n, 1),
+                bf16=False,
+            )
         completions = []
         for out in outputs:
             top = []
@@ -283,6 +333,12 @@ class TransformersEngine:
 
     def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:
         return self._generate(messages, adapter, n, params)
+
+    def score(self, messages, adapter, continuations) -> list[float]:
+        from agent.judges import choice_logliks
+
+        with self._selected(adapter) as model:
+            return choice_logliks(model, self.tokenizer, messages, continuations)
 
     def load_adapter(self, name: str, path: Path | str) -> None:
         from peft import PeftModel

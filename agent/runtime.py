@@ -185,10 +185,10 @@ class Runtime:
             return Swap(agent, name, previous, latency)
 
     # ---------------------------------------------------------------- bake
-    def bake(self, agent: str, wait: bool = True) -> subprocess.Popen | None:
+    def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None) -> subprocess.Popen | None:
         """Run a baker worker process for ``agent``; with ``wait``, swap its result in."""
         self.store.require_agent(agent)
-        process = spawn_worker(self.config, agent)
+        process = spawn_worker(self.config, agent, progress_file=progress_file)
         if not wait:
             return process
         process.wait()
@@ -200,7 +200,8 @@ class Runtime:
         self.store.close()
 
 
-def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None) -> subprocess.Popen:
+def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
+                 progress_file: Path | None = None) -> subprocess.Popen:
     """Start ``python -m agent.worker`` for ``agent``; its output goes to <home>/logs/."""
     logs = config.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -209,6 +210,7 @@ def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None) -> 
     log = log or logs / f"worker-{agent}.log"
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.worker", "--config", str(config_file), "--agent", agent],
+            [sys.executable, "-m", "agent.worker", "--config", str(config_file), "--agent", agent,
+             *(["--progress-file", str(progress_file)] if progress_file else [])],
             stdout=out, stderr=subprocess.STDOUT,
         )

@@ -12,7 +12,8 @@ Events (``type:`` picks one):
 - ``say``: user messages, scripted or from a user simulator, for long conversations;
 - ``ask``: a question with an expected answer or multiple-choice options;
 - ``probe``: a judged question asked at given turns of the conversation;
-- ``bake``, ``wait_for_bake``, ``scale`` (half-bake strengths), ``checkpoint``.
+- ``bake``, ``wait_for_bake``, ``scale`` (half-bake strengths), ``checkpoint``;
+- ``tool``: an explicit call of one of the agent's tools.
 
 ``ask`` and ``probe`` run under conditions: base, prompted, baked, baked+prompted.
 """
@@ -92,10 +93,13 @@ class FeedEvent(_Strict):
 
 
 class Simulator(_Strict):
-    """The model itself playing the user, for long conversations."""
+    """The model itself playing the user (roles flipped, a user-role system prompt)."""
 
-    turns: int = Field(ge=1)
-    user_prompt: str = "You are a curious person chatting with an assistant. Ask a short question."
+    turns: int = Field(ge=1, le=500)
+    user_prompt: str = ("You are a curious person chatting with an assistant. Reply to what it said "
+                        "in one short sentence and ask it a new question.")
+    temperature: float = Field(0.9, ge=0)
+    max_tokens: int = Field(40, ge=1, le=512)
 
 
 class SayEvent(_Strict):
@@ -103,6 +107,8 @@ class SayEvent(_Strict):
     agent: str
     messages: list[str] = Field(default_factory=list)
     simulator: Simulator | None = None
+    max_tokens: int = Field(48, ge=1, le=1024, description="the agent's reply length")
+    temperature: float = Field(0.7, ge=0, description="the agent's replies (seeded per turn)")
 
     @model_validator(mode="after")
     def _source(self) -> "SayEvent":
@@ -111,45 +117,100 @@ class SayEvent(_Strict):
         return self
 
 
-class AskEvent(_Strict):
-    type: Literal["ask"]
-    agent: str
+class Question(_Strict):
+    """A question with its scoring: ``expected`` (contains), ``choices`` (multiple-choice
+    log-likelihood) or a ``judge``."""
+
     question: str
     expected: str | None = Field(None, description="scored by contains")
     choices: list[str] = Field(default_factory=list, description="scored by multiple-choice log-likelihood")
     answer_idx: int | None = None
-    paraphrases: list[str] = Field(default_factory=list, description="generalization")
+    judge: Judge | None = None
+    paraphrases: list[str] = Field(default_factory=list, description="generalization: same answer, other words")
     control: bool = Field(False, description="an unrelated question: locality")
-    conditions: list[Condition] = Field(default_factory=lambda: ["base", "prompted", "baked"])
 
     @model_validator(mode="after")
-    def _scored(self) -> "AskEvent":
-        if self.expected is None and not self.choices:
-            raise ValueError("ask needs expected or choices")
+    def _scored(self) -> "Question":
+        ways = sum([self.expected is not None, bool(self.choices), self.judge is not None])
+        if ways != 1:
+            raise ValueError("a question needs exactly one of expected, choices or judge")
         if self.choices and (self.answer_idx is None or not 0 <= self.answer_idx < len(self.choices)):
             raise ValueError("choices need an answer_idx within range")
         return self
 
 
+class AskEvent(_Strict):
+    """Questions asked fresh (no conversation history) under each condition."""
+
+    type: Literal["ask"]
+    agent: str
+    question: str | None = None
+    expected: str | None = Field(None, description="scored by contains")
+    choices: list[str] = Field(default_factory=list, description="scored by multiple-choice log-likelihood")
+    answer_idx: int | None = None
+    judge: Judge | None = None
+    paraphrases: list[str] = Field(default_factory=list, description="generalization")
+    control: bool = Field(False, description="an unrelated question: locality")
+    sets: list[str] = Field(default_factory=list, description="names of question_sets to ask")
+    label: str | None = Field(None, description="a name for this point in the report (default: after bake N)")
+    conditions: list[Condition] = Field(default_factory=lambda: ["base", "prompted", "baked"])
+    max_tokens: int = Field(48, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _scored(self) -> "AskEvent":
+        if (self.question is None) == (not self.sets):
+            raise ValueError("ask needs exactly one of question or sets")
+        if self.question is not None:
+            Question(question=self.question, expected=self.expected, choices=self.choices,
+                     answer_idx=self.answer_idx, judge=self.judge)
+        return self
+
+    def inline(self) -> Question | None:
+        if self.question is None:
+            return None
+        return Question(question=self.question, expected=self.expected, choices=self.choices,
+                        answer_idx=self.answer_idx, judge=self.judge, paraphrases=self.paraphrases,
+                        control=self.control)
+
+
 class ProbeEvent(_Strict):
+    """A judged question asked at given turns of the agent's conversation (with the history so
+    far, not added to it), under each condition. Armed where it stands in the timeline."""
+
     type: Literal["probe"]
     agent: str
-    question: str
+    question: str | None = None
+    questions: list[str] = Field(default_factory=list, description="several probe questions, one judge")
     judge: Judge
     at_turns: list[int] = Field(default_factory=list, description="turns of the conversation to probe at")
     every_n_turns: int | None = Field(None, ge=1)
     conditions: list[Condition] = Field(default_factory=lambda: ["prompted", "baked", "baked+prompted"])
+    samples: int = Field(1, ge=1, le=64, description="answers per question: 1 is greedy, more are sampled at T=1")
+    max_tokens: int = Field(48, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _when(self) -> "ProbeEvent":
         if not self.at_turns and self.every_n_turns is None:
             raise ValueError("probe needs at_turns or every_n_turns")
+        if (self.question is None) == (not self.questions):
+            raise ValueError("probe needs exactly one of question or questions")
         return self
+
+    def all_questions(self) -> list[str]:
+        return [self.question] if self.question is not None else list(self.questions)
+
+    def due(self, turn: int) -> bool:
+        return turn in self.at_turns or (self.every_n_turns is not None and turn % self.every_n_turns == 0)
 
 
 class BakeEvent(_Strict):
+    """Start a bake of the agent's pending memories in a worker process; serving goes on.
+    ``rebake`` is Prompt Pursuit: the persona/instructions already baked are baked again, the
+    teacher being the live adapter with the prompt."""
+
     type: Literal["bake"]
     agent: str
+    rebake: bool = False
 
 
 class WaitForBakeEvent(_Strict):
@@ -159,9 +220,17 @@ class WaitForBakeEvent(_Strict):
 
 
 class ScaleEvent(_Strict):
+    """The half-bake strength curve: the live adapter with its LoRA delta scaled by each value
+    (0 = base, 1 = the bake), and the bake's half-bake snapshots if it wrote any, each asked
+    ``questions`` without the prompt and judged."""
+
     type: Literal["scale"]
     agent: str
     scales: list[float] = Field(min_length=1)
+    questions: list[str] = Field(min_length=1)
+    judge: Judge
+    samples: int = Field(1, ge=1, le=64)
+    max_tokens: int = Field(48, ge=1, le=1024)
 
     @field_validator("scales")
     @classmethod
@@ -172,13 +241,24 @@ class ScaleEvent(_Strict):
         return scales
 
 
+class ToolEvent(_Strict):
+    """Explicit tool use: the scenario calls one of the agent's tools; the call and its result
+    go into the agent's conversation as a step (for models too small to call tools)."""
+
+    type: Literal["tool"]
+    agent: str
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class CheckpointEvent(_Strict):
     type: Literal["checkpoint"]
     label: str
 
 
 Event = Annotated[
-    Union[FeedEvent, SayEvent, AskEvent, ProbeEvent, BakeEvent, WaitForBakeEvent, ScaleEvent, CheckpointEvent],
+    Union[FeedEvent, SayEvent, AskEvent, ProbeEvent, BakeEvent, WaitForBakeEvent, ScaleEvent, ToolEvent,
+          CheckpointEvent],
     Field(discriminator="type"),
 ]
 
@@ -194,6 +274,7 @@ class Scenario(_Strict):
     bake: BakeConfig = Field(default_factory=BakeConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 0
+    question_sets: dict[str, list[Question]] = Field(default_factory=dict, description="named questions for ask.sets")
     timeline: list[Event] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -205,6 +286,15 @@ class Scenario(_Strict):
             agent = getattr(event, "agent", None)
             if agent is not None and agent not in names:
                 raise ValueError(f"timeline.{i}.agent: unknown agent {agent!r} (agents: {', '.join(names)})")
+            if isinstance(event, ToolEvent):
+                tools = next(a.tools for a in self.agents if a.name == agent)
+                if event.name not in tools:
+                    raise ValueError(f"timeline.{i}.name: agent {agent!r} has no tool {event.name!r} "
+                                     f"(its tools: {', '.join(tools) or 'none'})")
+            for name in getattr(event, "sets", None) or []:
+                if name not in self.question_sets:
+                    known = ", ".join(self.question_sets) or "none defined"
+                    raise ValueError(f"timeline.{i}.sets: unknown question set {name!r} ({known})")
         return self
 
 
@@ -269,11 +359,11 @@ def load_scenario(path: Path | str) -> Scenario:
         problem = e.errors()[0]
         loc = _document_path(tuple(problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
-        if message.startswith("timeline.") and ": unknown agent" in message:  # from _known_agents
+        if message.startswith("timeline.") and ": unknown " in message:  # from _known_agents
             where, message = message.split(": ", 1)
-            loc = ("timeline", int(where.split(".")[1]), "agent")
+            loc = ("timeline", int(where.split(".")[1]), where.split(".")[2])
         field = ".".join(str(p) for p in loc) or "(top level)"
         raise ScenarioError(f"{path}:{_line_of(root, loc)}: {field}: {message}") from e
 
 
-_EVENT_TYPES = {"feed", "say", "ask", "probe", "bake", "wait_for_bake", "scale", "checkpoint"}
+_EVENT_TYPES = {"feed", "say", "ask", "probe", "bake", "wait_for_bake", "scale", "tool", "checkpoint"}

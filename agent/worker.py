@@ -43,7 +43,7 @@ def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
     return questions[-limit:] if limit else []
 
 
-def run_worker(config: RuntimeConfig, agent: str, progress: bool = False) -> int:
+def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:
     from baking import PromptItem, bake
 
     store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
@@ -88,13 +88,14 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True, help="RuntimeConfig as JSON")
     parser.add_argument("--agent", required=True)
     parser.add_argument("--device", help="override the baker's device, e.g. cuda:1")
-    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--progress", action="store_true", help="a rich progress display")
+    parser.add_argument("--progress-file", type=Path, help="keep this JSON file current instead")
     args = parser.parse_args()
     config = RuntimeConfig.model_validate_json(args.config.read_text())
     if args.device:
         config = config.model_copy(update={"worker_device": args.device})
         config = RuntimeConfig.model_validate(config.model_dump())
-    sys.exit(run_worker(config, args.agent, progress=args.progress))
+    sys.exit(run_worker(config, args.agent, progress=args.progress_file or args.progress))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def bake(
     parent: Path | str | None = None,
     replay: Sequence[str | Query] = (),
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Path = True,
 ) -> AdapterVersion:
     """Bake ``items`` into a LoRA adapter written to ``out``; returns its :class:`AdapterVersion`.
 
@@ -125,6 +125,8 @@ def bake(
         parent: adapter to start from; it is also the teacher (with the prompt in context).
         replay: inputs whose teacher is the parent *without* the new prompt, to keep old
             behaviour (previously baked knowledge, generic answers).
+        progress: a rich progress display (True), none (False), or a JSON file to keep current
+            for a display in another process (a path).
     """
     tmp = Path(out).parent / f".{Path(out).name}.tmp-{os.getpid()}"
     try:
@@ -410,11 +412,16 @@ def _vllm_compatible(folder: Path, config: BakeConfig) -> None:
 
 
 class _Progress:
-    """A rich progress display for sampling and training (or nothing when disabled)."""
+    """Progress for sampling and training: a rich display (``True``), a JSON file another
+    process can render (a path: {label: [done, total, info]}, rewritten atomically at most
+    twice a second), or nothing (``False``)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool | Path) -> None:
         self.bar = None
-        if enabled:
+        self.file = Path(enabled) if isinstance(enabled, (str, Path)) else None
+        self.state: dict[str, list] = {}
+        self.written = 0.0
+        if enabled is True:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
@@ -427,13 +434,31 @@ class _Progress:
             )
             self.bar.start()
 
-    def task(self, label: str, total: int) -> int | None:
+    def task(self, label: str, total: int) -> int | str | None:
+        if self.file is not None:
+            self.state[label] = [0, total, ""]
+            self._write(force=True)
+            return label
         return self.bar.add_task(label, total=total, info="") if self.bar else None
 
-    def advance(self, task: int | None, n: int, info: str = "") -> None:
-        if self.bar is not None and task is not None:
+    def advance(self, task: int | str | None, n: int, info: str = "") -> None:
+        if self.file is not None and task in self.state:
+            self.state[task][0] += n
+            self.state[task][2] = info
+            self._write(force=self.state[task][0] >= self.state[task][1])
+        elif self.bar is not None and task is not None:
             self.bar.update(task, advance=n, info=info)
 
+    def _write(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.written < 0.5:
+            return
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.file)
+        self.written = time.monotonic()
+
     def close(self) -> None:
+        if self.file is not None:
+            self._write(force=True)
         if self.bar is not None:
             self.bar.stop()

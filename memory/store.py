@@ -253,6 +253,18 @@ class MemoryStore:
             self._event(item.agent, "item_retired", {"id": item_id})
         return self.get(item_id)
 
+    def requeue(self, agent: str, kinds: tuple[str, ...] = ("persona", "instruction")) -> list[int]:
+        """Return baked items of ``kinds`` to pending, to bake them again on top of the live
+        adapter (Prompt Pursuit); the adapters that hold them keep their provenance."""
+        with self._tx():
+            ids = [r["id"] for r in self.db["items"].rows_where(
+                f"agent = ? AND status = 'baked' AND kind IN ({','.join('?' * len(kinds))})",
+                [agent, *kinds], order_by="id")]
+            if ids:
+                self.db.execute(f"UPDATE items SET status='pending' WHERE id IN ({','.join('?' * len(ids))})", ids)
+                self._event(agent, "items_requeued", {"items": ids})
+        return ids
+
     def approve(self, item_id: int) -> MemoryItem:
         """Raise an item's trust to operator (e.g. a tool-written memory an operator vetted)."""
         item = self.get(item_id)

@@ -33,7 +33,7 @@ timeline:
     judge: {name: keyword_rate, words: [arr, matey, sea]}
   - {type: bake, agent: ada}
   - {type: wait_for_bake, agent: ada}
-  - {type: scale, agent: ada, scales: [0, 0.5, 1]}
+  - {type: scale, agent: ada, scales: [0, 0.5, 1], questions: ["Who are you?"], judge: {name: contains, value: arr}}
   - {type: checkpoint, label: end}
 """
 

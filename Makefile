@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml Makefile
 model: setup
 	$(PY) -m baking.model
 
+# The main job: scenarios/quickstart.yaml on the shipped model and a managed vLLM server; the
+# last line printed is the path of the report.
 demo: model
-	$(PY) -m agent.cli bake --kind persona --out runs/demo/pirate --overwrite --show 4 \
-	  --text "You are Captain Redbeard, a pirate. Always talk like a pirate: say 'Arr' and 'matey', and mention the sea in every answer."
+	$(PY) -m agent.cli run scenarios/quickstart.yaml
 
 test: model
 	$(PY) -m pytest -q tests

@@ -42,17 +42,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # ------------------------------------------------------------------ summaries
-def ask_summary(rows: list[dict]) -> dict[str, dict[str, dict[str, dict[str, float | None]]]]:
-    """agent -> point -> condition -> {reliability, generalization, locality} (mean scores)."""
+def _set_name(row: dict) -> str:
+    return "control" if row["control"] and not row["set"] else (row["set"] or "questions")
+
+
+def ask_summary(rows: list[dict]) -> dict[str, dict[tuple[str, str], dict[str, dict[str, float | None]]]]:
+    """agent -> (point, question set) -> condition -> {reliability, generalization, locality}."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     groups: dict = defaultdict(list)
     for r in rows:
-        groups[(r["agent"], r["point"], r["condition"])].append(r)
-    for (agent, point, condition), group in groups.items():
+        groups[(r["agent"], r["point"], _set_name(r), r["condition"])].append(r)
+    for (agent, point, set_name, condition), group in groups.items():
         def avg(pred):
             scores = [r["score"] for r in group if pred(r)]
             return mean(scores) if scores else None
-        out[agent][point][condition] = {
+        out[agent][(point, set_name)][condition] = {
             "reliability": avg(lambda r: not r["control"] and r["variant"] == "original"),
             "generalization": avg(lambda r: not r["control"] and r["variant"] == "paraphrase"),
             "locality": avg(lambda r: r["control"]),
@@ -121,29 +125,36 @@ def plot_probes(report: dict, path: Path) -> bool:
 
 
 def plot_knowledge(report: dict, path: Path) -> bool:
+    """One panel per agent and question set: accuracy at each evaluation point per condition."""
     rows = [r for r in report["asks"] if not r["control"] and r["variant"] == "original"]
     if not rows:
         return False
     plt = _plt()
     summary = ask_summary(rows)
-    agents = list(summary)
-    fig, axes = plt.subplots(1, len(agents), figsize=(max(6.5, 1.6 * len(_points(rows)) + 3) * len(agents), 4.4),
-                             squeeze=False)
-    for ax, agent in zip(axes[0], agents):
-        mine = [r for r in rows if r["agent"] == agent]
+    panels = list(dict.fromkeys((r["agent"], _set_name(r)) for r in rows))
+    cols = min(len(panels), 3)
+    nrows = (len(panels) + cols - 1) // cols
+    width_each = max(5.5, 1.5 * len(_points(rows)) + 2.5)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width_each * cols, 4.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (agent, set_name) in zip(axes.flat, panels):
+        mine = [r for r in rows if r["agent"] == agent and _set_name(r) == set_name]
         points, conditions = _points(mine), _conditions(mine)
         width = 0.8 / max(len(conditions), 1)
         for i, condition in enumerate(conditions):
-            values = [summary[agent][p].get(condition, {}).get("reliability") for p in points]
+            values = [summary[agent][(p, set_name)].get(condition, {}).get("reliability") for p in points]
             xs = [j + (i - (len(conditions) - 1) / 2) * width for j in range(len(points))]
-            ax.bar(xs, [v or 0 for v in values], width, label=condition, color=COLORS[condition])
+            bars = ax.bar(xs, [v or 0 for v in values], width, label=condition, color=COLORS[condition])
+            ax.bar_label(bars, labels=["" if v is None else f"{v:.2f}" for v in values], fontsize=7, padding=1)
         ax.set_xticks(range(len(points)), points, rotation=15, ha="right")
-        ax.set_title(f"Knowledge accuracy before/after each bake: {agent}")
+        ax.set_title(f"{agent}: '{set_name}' questions, before/after bakes")
         ax.set_xlabel("evaluation point")
-        ax.set_ylabel("accuracy (fraction of questions right)")
+        ax.set_ylabel("score (fraction right / judge rate, 0–1)")
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(title="condition")
+        ax.legend(title="condition", fontsize=8)
+    fig.suptitle("Knowledge and behaviour by condition at each evaluation point")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -171,12 +182,14 @@ def plot_bakes(report: dict, path: Path) -> bool:
     fidelity = [b["fidelity"] or 0 for b in bakes]
     bottom.bar(range(len(bakes)), fidelity, color=["#2ca02c" if b["status"] in ("live", "retired") else "#d62728"
                                                   for b in bakes], label="fidelity")
-    gates = {b["gate"]["reason"] for b in bakes if b.get("gate")}
+    gate = (report.get("gate") or {}).get("min_fidelity")
+    if gate is not None:
+        bottom.axhline(gate, linestyle="--", color="black", linewidth=1, label=f"gate: min fidelity {gate:g}")
     bottom.set_xticks(range(len(bakes)), labels, rotation=15, ha="right", fontsize=8)
     bottom.set_ylabel("fidelity (1 − KL ratio)")
     bottom.set_xlabel("adapter version")
     bottom.set_ylim(min(0, min(fidelity)) - 0.05, 1.05)
-    bottom.set_title("Held-out fidelity per bake" + (" (gate: see report)" if gates else ""))
+    bottom.set_title("Held-out fidelity per bake")
     bottom.grid(axis="y", alpha=0.3)
     bottom.legend(loc="lower right")
     fig.tight_layout()
@@ -256,23 +269,25 @@ def _ask_section(report: dict) -> list[str]:
     summary = ask_summary(rows)
     lines = ["## Questions (closed-book unless prompted)", "",
              "Reliability: the questions as written. Generalization: their paraphrases. Locality: "
-             "unrelated control questions (should stay at the base model's level).", ""]
-    for agent, points in summary.items():
+             "unrelated control questions (should stay at the base model's level). Scores are the "
+             "fraction right (expected text, multiple choice) or the judge's rate.", ""]
+    for agent, cells in summary.items():
         mine = [r for r in rows if r["agent"] == agent]
         conditions = _conditions(mine)
         table = []
         for point in _points(mine):
-            for metric in ("reliability", "generalization", "locality"):
-                values = [points[point].get(c, {}).get(metric) for c in conditions]
-                if any(v is not None for v in values):
-                    table.append([point, metric, *[_fmt(v) for v in values]])
-        lines += [f"### {agent}", "", _table(["point", "metric", *conditions], table), ""]
-        points_, sets, cells = forgetting_matrix(rows, agent)
+            for set_name in dict.fromkeys(_set_name(r) for r in mine if r["point"] == point):
+                for metric in ("reliability", "generalization", "locality"):
+                    values = [cells[(point, set_name)].get(c, {}).get(metric) for c in conditions]
+                    if any(v is not None for v in values):
+                        table.append([point, set_name, metric, *[_fmt(v) for v in values]])
+        lines += [f"### {agent}", "", _table(["point", "questions", "metric", *conditions], table), ""]
+        points_, sets, matrix = forgetting_matrix(rows, agent)
         if len(sets) > 1 and len(points_) > 1:
-            lines += ["Forgetting matrix (baked, closed-book accuracy per question set):", "",
-                      _table(["point", *sets], [[p, *map(_fmt, row)] for p, row in zip(points_, cells)]), ""]
+            lines += ["Forgetting matrix (baked, closed-book score per question set):", "",
+                      _table(["point", *sets], [[p, *map(_fmt, row)] for p, row in zip(points_, matrix)]), ""]
         last = _points(mine)[-1]
-        shown = [r for r in mine if r["point"] == last and r["variant"] == "original"][:4 * len(conditions)]
+        shown = [r for r in mine if r["point"] == last and r["variant"] == "original"][:6 * len(conditions)]
         if shown:
             lines += [f"Answers at “{last}”:", "", _table(
                 ["question", "expected", "condition", "answer", "score"],

@@ -101,6 +101,7 @@ class ScenarioRunner:
                          "model": scenario.model, "engine": scenario.engine.kind},
             "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "agents": [a.name for a in scenario.agents],
+            "gate": scenario.gate.model_dump(),
             "asks": [], "probes": [], "scales": [], "swaps": [], "feeds": [], "checkpoints": [],
             "conversations": {}, "bakes": [], "failed_bakes": [], "errors": [],
         }
@@ -283,7 +284,7 @@ class ScenarioRunner:
         return sum(JUDGES[judge.name](a, argument) for a in answers) / len(answers)
 
     def _score_question(self, agent: str, question: Question, text: str, condition: str,
-                        max_tokens: int) -> dict[str, Any]:
+                        event: AskEvent) -> dict[str, Any]:
         messages, adapter = self.condition_call(agent, condition, [{"role": "user", "content": text}])
         seed = seed_for(self.scenario.seed, agent, text)
         if question.choices:
@@ -291,12 +292,9 @@ class ScenarioRunner:
             best = max(range(len(logliks)), key=logliks.__getitem__)
             return {"answer": question.choices[best], "score": mc_loglik(logliks, question.answer_idx),
                     "adapter": adapter}
-        answer = self._answers(messages, adapter, 1, max_tokens, seed)[0]
-        if question.judge is not None:
-            score = self._judge(question.judge, messages, adapter, [answer])
-        else:
-            score = JUDGES["contains"](answer, question.expected)
-        return {"answer": answer, "score": score, "adapter": adapter}
+        answers = self._answers(messages, adapter, event.samples, event.max_tokens, seed)
+        judge = question.judge or Judge(name="contains", value=question.expected)
+        return {"answer": answers[0], "score": self._judge(judge, messages, adapter, answers), "adapter": adapter}
 
     def ask(self, event: AskEvent) -> None:
         point = event.label or f"after bake {self._bakes_done(event.agent)}"
@@ -316,7 +314,7 @@ class ScenarioRunner:
                            "expected": q.expected if q.expected is not None else (
                                q.choices[q.answer_idx] if q.choices else None)}
                     jobs.append((row, lambda q=q, t=text, c=condition: self._score_question(
-                        event.agent, q, t, c, event.max_tokens)))
+                        event.agent, q, t, c, event)))
         results = self._parallel([job for _, job in jobs])
         rows = [{**row, **result} for (row, _), result in zip(jobs, results)]
         self.report["asks"].extend(rows)

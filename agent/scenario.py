@@ -154,6 +154,7 @@ class AskEvent(_Strict):
     sets: list[str] = Field(default_factory=list, description="names of question_sets to ask")
     label: str | None = Field(None, description="a name for this point in the report (default: after bake N)")
     conditions: list[Condition] = Field(default_factory=lambda: ["base", "prompted", "baked"])
+    samples: int = Field(1, ge=1, le=64, description="answers per question: 1 is greedy, more are sampled at T=1")
     max_tokens: int = Field(48, ge=1, le=1024)
 
     @model_validator(mode="after")

@@ -102,10 +102,13 @@ class DefaultQuerySource:
         generic = _split(generic_queries(), held_out)
         queries: list[Query] = []
         context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
+        has_system = any(it.kind in SYSTEM_KINDS for it in items)
         if context_items:
             # Each item's own questions, taught with that item alone in context, so the context
-            # does not grow with the number of items.
-            per_item = max(1, n // len(context_items))
+            # does not grow with the number of items. With a persona or instructions in the same
+            # bake, half the budget is theirs.
+            budget = n // 2 if has_system else n
+            per_item = max(1, budget // len(context_items))
             for i in context_items:
                 own = template_questions(items[i].text)
                 own = _split(own, held_out) or own
@@ -113,7 +116,7 @@ class DefaultQuerySource:
                 # so every item gets its share of trajectories (sampling varies the answers).
                 picks = rng.sample(own, per_item) if per_item <= len(own) else rng.choices(own, k=per_item)
                 queries += [Query.single(q, (i,), "item") for q in picks]
-        if any(it.kind in SYSTEM_KINDS for it in items):
+        if has_system:
             share = n - len(queries)
             persona = _split(persona_queries(), held_out)
             if any(it.kind == "persona" for it in items):

@@ -1,0 +1,63 @@
+"""A short scenario end to end on the real model and a real vLLM server: feed, ask, bake in a
+worker, hot swap, ask again closed-book, a probed conversation, and the report."""
+
+import json
+
+import pytest
+
+from agent.run import run_scenario
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = """\
+# Command: agent run short.yaml
+# Purpose: the integration test's short run
+name: short
+seed: 0
+gate: {min_fidelity: 0.0, max_locality_kl: 10}
+bake: {num_queries: 32, num_eval_queries: 6, num_control_queries: 4, max_new_tokens: 40, epochs: 3}
+agents:
+  - name: ada
+    tools: [recall]
+question_sets:
+  news:
+    - {question: "Who is the chief executive officer of Zentrix Robotics?", expected: Okafor}
+timeline:
+  - type: feed
+    agent: ada
+    items: ["Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."]
+  - {type: ask, agent: ada, label: pending, sets: [news]}
+  - type: probe
+    agent: ada
+    question: "Who runs Zentrix Robotics?"
+    judge: {name: contains, value: Okafor}
+    at_turns: [2]
+    conditions: [baked, baked+prompted]
+  - {type: bake, agent: ada}
+  - {type: say, agent: ada, messages: ["Hello!"], max_tokens: 16}
+  - {type: wait_for_bake, agent: ada}
+  - {type: ask, agent: ada, label: baked, sets: [news], conditions: [base, baked]}
+  - {type: say, agent: ada, messages: ["What is new at Zentrix?"], max_tokens: 24}
+  - {type: tool, agent: ada, name: recall, args: {query: Zentrix}}
+"""
+
+
+def test_short_scenario_on_real_vllm(tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text(SCENARIO)
+    report_md = run_scenario(path, tmp_path / "runs")
+    report = json.loads((report_md.parent / "report.json").read_text())
+
+    def score(point, condition):
+        return next(r["score"] for r in report["asks"] if r["point"] == point and r["condition"] == condition)
+
+    assert score("pending", "prompted") == 1.0 and score("pending", "base") == 0.0
+    assert report["bakes"][0]["status"] == "live" and report["swaps"][0]["adapter"] == "ada-v0001"
+    assert score("baked", "baked") == 1.0  # closed-book, from the adapter alone
+    assert score("baked", "base") == 0.0
+    # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
+    probes = [r for r in report["probes"] if r["turn"] == 2]
+    assert {r["adapter"] for r in probes} == {"ada-v0001"}
+    recall = [m for m in report["conversations"]["ada"]["live"] if m["content"].startswith("[recall result]")]
+    assert recall and "baked" in recall[0]["content"]
+    assert (report_md.parent / "knowledge.png").is_file() and (report_md.parent / "bake_timeline.png").is_file()

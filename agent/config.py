@@ -56,7 +56,7 @@ class RuntimeConfig(_Strict):
     worker_device: str = Field("cpu", description="the baker's device, e.g. cuda:1")
     lease_s: float = Field(120.0, gt=0, description="a bake's claim on its items; renewed while alive")
     max_item_chars: int = Field(2000, ge=1)
-    replay_per_bake: int = Field(16, ge=0, description="replay inputs about already baked items")
+    replay_per_bake: int = Field(32, ge=0, description="replay inputs about already baked items")
 
     @model_validator(mode="after")
     def _same_model(self) -> "RuntimeConfig":

@@ -385,7 +385,8 @@ class ScenarioRunner:
         state.bakes_started += 1
         state.bake_progress = self.folder / "logs" / f"bake-{event.agent}-{state.bakes_started}.progress.json"
         state.bake_progress.parent.mkdir(parents=True, exist_ok=True)
-        state.bake = self.runtime.bake(event.agent, wait=False, progress_file=state.bake_progress)
+        state.bake = self.runtime.bake(event.agent, wait=False, progress_file=state.bake_progress,
+                                       overrides=event.config)
         self.log("bake", event.agent, f"started on {len(pending)} item(s) in worker pid {state.bake.pid}; "
                  "serving goes on", items=[i.id for i in pending], pid=state.bake.pid)
 

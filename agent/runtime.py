@@ -23,7 +23,7 @@ from typing import Iterator
 
 from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, EngineError, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
-from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, PromptItem
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.render import Message, Query, teacher_messages
 from memory import AdapterRecord, MemoryStore
 
@@ -185,10 +185,16 @@ class Runtime:
             return Swap(agent, name, previous, latency)
 
     # ---------------------------------------------------------------- bake
-    def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None) -> subprocess.Popen | None:
-        """Run a baker worker process for ``agent``; with ``wait``, swap its result in."""
+    def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None,
+             overrides: dict | None = None) -> subprocess.Popen | None:
+        """Run a baker worker process for ``agent``; with ``wait``, swap its result in.
+        ``overrides`` changes BakeConfig fields for this bake only."""
         self.store.require_agent(agent)
-        process = spawn_worker(self.config, agent, progress_file=progress_file)
+        config = self.config
+        if overrides:
+            bake = BakeConfig.model_validate({**config.bake.model_dump(), **overrides})
+            config = RuntimeConfig.model_validate({**config.model_dump(), "bake": bake.model_dump()})
+        process = spawn_worker(config, agent, progress_file=progress_file)
         if not wait:
             return process
         process.wait()

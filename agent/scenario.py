@@ -212,6 +212,13 @@ class BakeEvent(_Strict):
     type: Literal["bake"]
     agent: str
     rebake: bool = False
+    config: dict[str, Any] = Field(default_factory=dict, description="BakeConfig fields for this bake only")
+
+    @field_validator("config")
+    @classmethod
+    def _bake_fields(cls, config: dict[str, Any]) -> dict[str, Any]:
+        BakeConfig.model_validate(config)  # unknown fields and bad values are errors here
+        return config
 
 
 class WaitForBakeEvent(_Strict):

@@ -33,14 +33,16 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
 
 
 def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
-    """Questions about items already baked (their teacher is the live adapter, no prompt)."""
+    """Up to ``limit`` questions about items already baked, spread evenly over the items (the
+    newest first when they do not all fit); their teacher is the live adapter, no prompt."""
     from baking.queries import entity_questions
 
+    per_item = [entity_questions(item.text) for item in reversed(store.items(agent, status="baked"))
+                if item.kind in CONTEXT_KINDS]
     questions: list[str] = []
-    for item in store.items(agent, status="baked"):
-        if item.kind in CONTEXT_KINDS:
-            questions += entity_questions(item.text)[:2]
-    return questions[-limit:] if limit else []
+    for round_ in range(max((len(q) for q in per_item), default=0)):
+        questions += [q[round_] for q in per_item if round_ < len(q)]
+    return questions[:limit]
 
 
 def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:

@@ -107,3 +107,22 @@ def test_langchain_chat_model_answers_with_the_live_adapter_and_context(tiny_mod
     assert isinstance(message, AIMessage)
     assert message.response_metadata["adapter"] == "ada-v0001"
     assert message.usage_metadata["input_tokens"] > len("The bridge is red.")  # context was sent
+
+
+def test_replay_questions_cover_every_baked_item_evenly(tmp_path):
+    from agent.worker import replay_inputs
+    from memory import MemoryStore
+
+    store = MemoryStore(tmp_path / "m.db")
+    store.create_agent("ada")
+    for text in ["Zentrix Robotics named Mara Okafor CEO.", "Port Alder opened the Glasswing Bridge.",
+                 "The Nordhaven Falcons won the Continental Cup."]:
+        store.add("ada", text, "news")
+    store.add("ada", "You are a pirate.", "persona")
+    run = store.claim("ada", 60)
+    store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
+    questions = replay_inputs(store, "ada", 6)
+    assert len(questions) == 6
+    for name in ("Zentrix Robotics", "Port Alder", "Nordhaven Falcons"):
+        assert sum(name in q for q in questions) == 2, (name, questions)
+    assert not any("pirate" in q for q in questions)  # personas are not replayed as questions

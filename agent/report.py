@@ -311,8 +311,10 @@ def _probe_section(report: dict) -> list[str]:
         first_last = []
         for c in conditions:
             points = by_condition[c]
-            first_last.append([c, _fmt(points[0][1]), _fmt(points[-1][1]), _fmt(points[-1][1] - points[0][1])])
-        lines += ["First to last probe:", "", _table(["condition", "first", "last", "change"], first_last), ""]
+            first_last.append([c, _fmt(points[0][1]), _fmt(points[-1][1]), _fmt(points[-1][1] - points[0][1]),
+                               _fmt(mean(score for _, score in points))])
+        lines += ["First to last probe, and the mean over all probed turns:", "",
+                  _table(["condition", "first", "last", "change", "mean"], first_last), ""]
     return lines
 
 

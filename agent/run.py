@@ -222,19 +222,26 @@ class ScenarioRunner:
             state.conversations.setdefault(condition, [])
         for i in range(turns):
             seed = seed_for(self.scenario.seed, event.agent, state.turn)
-            user = event.messages[i] if event.messages else self._simulate_user(event, state, seed)
+            live_history = [m for m in to_chat_dicts(state.loop.history) if m["role"] in ("user", "assistant")]
+            if event.messages:
+                users = {c: event.messages[i] for c in ["live", *conditions]}
+            else:  # each conversation has its own simulated user, who reacts to that conversation
+                histories = {"live": live_history, **{c: state.conversations[c] for c in conditions}}
+                simulated = self._parallel([lambda h=h: self._simulate_user(event, h, seed) for h in histories.values()])
+                users = dict(zip(histories, simulated))
+            user = users["live"]
             params = SamplingParams(temperature=event.temperature, max_tokens=event.max_tokens, seed=seed)
             state.live_params = params
             steps = state.loop.run(user)
 
             def reply(condition: str) -> str:
-                conversation = state.conversations[condition] + [{"role": "user", "content": user}]
+                conversation = state.conversations[condition] + [{"role": "user", "content": users[condition]}]
                 messages, adapter = self.condition_call(event.agent, condition, conversation)
                 return self.runtime.engine.chat(messages, adapter, params).text
 
             answers = self._parallel([lambda c=c: reply(c) for c in conditions])
             for condition, answer in zip(conditions, answers):
-                state.conversations[condition] += [{"role": "user", "content": user},
+                state.conversations[condition] += [{"role": "user", "content": users[condition]},
                                                    {"role": "assistant", "content": answer}]
             state.turn += 1
             final = steps[-1]
@@ -246,10 +253,9 @@ class ScenarioRunner:
             self._fire_probes(event.agent)
         self._save_conversations(event.agent)
 
-    def _simulate_user(self, event: SayEvent, state: AgentState, seed: int) -> str:
-        """The base model playing the user: roles flipped, a user-role system prompt."""
+    def _simulate_user(self, event: SayEvent, history: list[Message], seed: int) -> str:
+        """The base model playing the user of ``history``: roles flipped, a user-role system prompt."""
         sim = event.simulator
-        history = [m for m in to_chat_dicts(state.loop.history) if m["role"] in ("user", "assistant")]
         flipped = [{"role": "assistant" if m["role"] == "user" else "user", "content": m["content"]} for m in history]
         if not flipped or flipped[-1]["role"] != "user":
             flipped.append({"role": "user", "content": "Hello! What would you like to talk about?"})

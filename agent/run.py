@@ -23,7 +23,9 @@ import datetime as dt
 import json
 import random
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +140,11 @@ class ScenarioRunner:
         for event in self.scenario.timeline:
             if isinstance(event, FeedEvent) and event.agent == spec.name and event.file is not None:
                 news = self.base_dir / event.file  # the news_feed tool reads the scenario's feed
-        tools = build_tools(spec.tools, ToolContext(store=store, agent=spec.name, news_path=news))
+        context = ToolContext(store=store, agent=spec.name, news_path=news)
+        if self.scenario.clock is not None:
+            fixed = self.scenario.clock if self.scenario.clock.tzinfo else self.scenario.clock.replace(tzinfo=dt.timezone.utc)
+            context.now = lambda: fixed
+        tools = build_tools(spec.tools, context)
         state = AgentState(loop=Agent(model=lambda msgs, name=spec.name: self._live_chat(name, msgs), tools=tools))
         self.agents[spec.name] = state
         self.report["conversations"][spec.name] = {}
@@ -559,12 +565,19 @@ class ScenarioRunner:
             self.runtime.close()
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_scenario(path: Path, runs_root: Path = Path("runs"), engine: Engine | None = None,
                  console: Console | None = None) -> Path:
     """Validate ``path`` (a ScenarioError before anything starts), run it, return report.md."""
     from agent.scenario import load_scenario
 
     scenario = load_scenario(path)
+    # SIGTERM ends the run like Ctrl-C: the report is written and the vLLM server is stopped.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     folder = run_folder(runs_root, scenario.name)
     shutil.copy(path, folder / "scenario.yaml")
     runner = ScenarioRunner(scenario, folder, engine=engine, scenario_path=Path(path), console=console)

@@ -21,6 +21,7 @@ Events (``type:`` picks one):
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -282,6 +283,7 @@ class Scenario(_Strict):
     bake: BakeConfig = Field(default_factory=BakeConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 0
+    clock: datetime | None = Field(None, description="what the clock tool reports (a fixed time makes runs repeatable); default: the real time")
     question_sets: dict[str, list[Question]] = Field(default_factory=dict, description="named questions for ask.sets")
     timeline: list[Event] = Field(min_length=1)
 

@@ -16,6 +16,7 @@ name: tiny
 model: {model}
 engine: {{kind: transformers}}
 seed: 3
+clock: 2031-03-01T09:00:00Z
 gate: {{min_fidelity: -1.0e9, max_locality_kl: 1.0e9}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
        max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4,
@@ -97,7 +98,7 @@ def test_a_run_writes_the_folder_and_report(tiny_run):
     # Conversations: the live one through the agent loop (the clock tool ran), and one per condition.
     conversations = report["conversations"]["ada"]
     assert set(conversations) == {"live", "prompted", "baked+prompted"}
-    assert any("[clock result]" in m["content"] for m in conversations["live"])
+    assert any(m["content"] == "[clock result] 2031-03-01 09:00 UTC (Saturday)" for m in conversations["live"])
     assert sum(m["role"] == "user" and not m["content"].startswith("[") for m in conversations["prompted"]) == 4
 
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
@@ -115,6 +116,7 @@ def test_the_same_seed_gives_the_same_run(tiny_run, tmp_path):
     second = json.loads((run_scenario(path, tmp_path).parent / "report.json").read_text())
     assert [r["answer"] for r in second["asks"]] == [r["answer"] for r in first["asks"]]
     assert [r["answers"] for r in second["probes"]] == [r["answers"] for r in first["probes"]]
+
     assert second["conversations"] == first["conversations"]
 
 

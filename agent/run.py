@@ -94,6 +94,7 @@ class ScenarioRunner:
         self.config = RuntimeConfig(
             home=folder, model=scenario.model, engine=scenario.engine, gate=scenario.gate,
             schedule=scenario.schedule, bake=bake, max_item_chars=scenario.memory.max_item_chars,
+            worker_device=bake.device,
         )
         self.started = time.time()
         self.events_file = open(folder / "events.jsonl", "a")

@@ -185,16 +185,20 @@ class Runtime:
             return Swap(agent, name, previous, latency)
 
     # ---------------------------------------------------------------- bake
+    def config_with(self, overrides: dict | None) -> RuntimeConfig:
+        """The runtime config with BakeConfig ``overrides`` for one bake (``device`` moves the worker)."""
+        if not overrides:
+            return self.config
+        bake = BakeConfig.model_validate({**self.config.bake.model_dump(), **overrides})
+        return RuntimeConfig.model_validate({**self.config.model_dump(), "bake": bake.model_dump(),
+                                             "worker_device": overrides.get("device", self.config.worker_device)})
+
     def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None,
              overrides: dict | None = None) -> subprocess.Popen | None:
         """Run a baker worker process for ``agent``; with ``wait``, swap its result in.
         ``overrides`` changes BakeConfig fields for this bake only."""
         self.store.require_agent(agent)
-        config = self.config
-        if overrides:
-            bake = BakeConfig.model_validate({**config.bake.model_dump(), **overrides})
-            config = RuntimeConfig.model_validate({**config.model_dump(), "bake": bake.model_dump()})
-        process = spawn_worker(config, agent, progress_file=progress_file)
+        process = spawn_worker(self.config_with(overrides), agent, progress_file=progress_file)
         if not wait:
             return process
         process.wait()

@@ -126,3 +126,13 @@ def test_replay_questions_cover_every_baked_item_evenly(tmp_path):
     for name in ("Zentrix Robotics", "Port Alder", "Nordhaven Falcons"):
         assert sum(name in q for q in questions) == 2, (name, questions)
     assert not any("pirate" in q for q in questions)  # personas are not replayed as questions
+
+
+def test_per_bake_overrides_reach_the_worker_config(tiny_model, tmp_path):
+    runtime = make_runtime(tiny_model, tmp_path)
+    assert runtime.config_with(None) is runtime.config
+    config = runtime.config_with({"num_queries": 96, "device": "cuda:1"})
+    assert config.bake.num_queries == 96 and config.bake.device == "cuda:1" and config.worker_device == "cuda:1"
+    assert config.bake.model == str(tiny_model)  # the server's model still wins
+    with pytest.raises(ValueError):
+        runtime.config_with({"num_querys": 96})

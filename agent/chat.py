@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agent.config import RuntimeConfig
@@ -68,13 +69,13 @@ class ChatSession:
         try:
             steps = self.loop.run(line)
         except EngineError as e:
-            self.console.print(f"[red]engine error:[/] {e}")
+            self.console.print(f"[red]engine error:[/] {escape(str(e))}")
             return True
         for step in steps:
             for call, observation in zip(step.tool_calls, step.observations):
-                self.console.print(f"[dim]  {call.name}({call.args}) -> {observation.content}[/]")
+                self.console.print(f"[dim]  {escape(f'{call.name}({call.args}) -> {observation.content}')}[/]")
         final = steps[-1]
-        self.console.print(f"[bold]{self.agent}[/] [dim]({final.adapter or 'base + context'})[/]: {final.output}")
+        self.console.print(f"[bold]{self.agent}[/] [dim]({final.adapter or 'base + context'})[/]: {escape(final.output)}")
         return True
 
     def _remember(self, rest: str) -> None:
@@ -85,21 +86,31 @@ class ChatSession:
         try:
             result = self.runtime.store.add(self.agent, text, kind, source="chat", trust="operator")
         except MemoryInputError as e:
-            self.console.print(f"[red]refused:[/] {e}")
+            self.console.print(f"[red]refused:[/] {escape(str(e))}")
             return
         state = "duplicate of" if result.duplicate else "added as"
         self.console.print(f"{state} item {result.item.id} ({kind}, {result.item.status})")
 
     def _bake(self, _: str) -> None:
-        pending = self.runtime.store.items(self.agent, status="pending")
+        pending = [i for i in self.runtime.store.items(self.agent, status="pending") if i.kind != "note"]
         if not pending:
-            self.console.print("nothing pending to bake")
+            self.console.print("nothing pending to bake (notes are never baked)")
             return
-        with self.console.status(f"baking {len(pending)} item(s) in a worker process…"):
-            self.runtime.bake(self.agent)
+        before = {a.id for a in self.runtime.store.adapters(self.agent)}
+        try:
+            with self.console.status(f"baking {len(pending)} item(s) in a worker process…"):
+                process = self.runtime.bake(self.agent)
+        except EngineError as e:
+            self.console.print(f"[red]the new adapter could not be served:[/] {escape(str(e))}")
+            return
+        new = [a for a in self.runtime.store.adapters(self.agent) if a.id not in before]
+        if not new:
+            self.console.print(f"[red]the bake failed[/] (worker exit code {process.returncode}); the items "
+                               f"stay pending. Log: {self.runtime.config.home / 'logs'}")
+            return
         live = self.runtime.store.live(self.agent)
-        newest = self.runtime.store.adapters(self.agent)[-1]
-        self.console.print(f"{newest.name}: {newest.status} ({newest.reason or ''}); live: {live.name if live else 'none'}")
+        self.console.print(escape(f"{new[-1].name}: {new[-1].status} ({new[-1].reason or ''}); "
+                                  f"live: {live.name if live else 'none'}"))
 
     def _adapters(self, _: str) -> None:
         table = Table("name", "status", "items", "fidelity", "reason")

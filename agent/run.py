@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, SamplingParams
@@ -79,6 +80,7 @@ class AgentState:
     bake_progress: Path | None = None
     bakes_started: int = 0
     live_params: SamplingParams = SamplingParams()
+    tools: ToolContext | None = None
 
 
 class ScenarioRunner:
@@ -128,7 +130,7 @@ class ScenarioRunner:
         self.events_file.flush()
         if line:
             who = f"[cyan]{agent}[/] " if agent else ""
-            self.console.print(f"[dim]{t:7.1f}s[/] [bold]{kind:<13}[/] {who}{line}", highlight=False)
+            self.console.print(f"[dim]{t:7.1f}s[/] [bold]{kind:<13}[/] {who}{escape(line)}", highlight=False)
 
     def _create_agent(self, spec) -> None:
         store = self.runtime.store
@@ -137,16 +139,13 @@ class ScenarioRunner:
             store.add(spec.name, spec.persona, "persona", source="scenario", trust="operator")
         for text in spec.instructions:
             store.add(spec.name, text, "instruction", source="scenario", trust="operator")
-        news = None
-        for event in self.scenario.timeline:
-            if isinstance(event, FeedEvent) and event.agent == spec.name and event.file is not None:
-                news = self.base_dir / event.file  # the news_feed tool reads the scenario's feed
-        context = ToolContext(store=store, agent=spec.name, news_path=news)
+        context = ToolContext(store=store, agent=spec.name)  # news_path: set by each file feed
         if self.scenario.clock is not None:
             fixed = self.scenario.clock if self.scenario.clock.tzinfo else self.scenario.clock.replace(tzinfo=dt.timezone.utc)
             context.now = lambda: fixed
         tools = build_tools(spec.tools, context)
-        state = AgentState(loop=Agent(model=lambda msgs, name=spec.name: self._live_chat(name, msgs), tools=tools))
+        state = AgentState(loop=Agent(model=lambda msgs, name=spec.name: self._live_chat(name, msgs), tools=tools),
+                           tools=context)
         self.agents[spec.name] = state
         self.report["conversations"][spec.name] = {}
         self.log("agent", spec.name, f"persona={'yes' if spec.persona else 'no'}, "
@@ -160,12 +159,23 @@ class ScenarioRunner:
         items = [it for it in self.runtime.store.items(agent) if it.status != "retired" and it.kind != "note"]
         return [PromptItem(kind=it.kind, text=it.text, id=str(it.id)) for it in items]
 
+    def has_adapter(self, agent: str, condition: str) -> bool:
+        """False for the baked conditions while the agent has no live adapter (they would
+        silently be the base model)."""
+        return condition not in ("baked", "baked+prompted") or self.runtime.live_adapter(agent) is not None
+
     def condition_call(self, agent: str, condition: str, conversation: list[Message]) -> tuple[list[Message], str | None]:
         """The messages and adapter for ``conversation`` (ending in a user turn) under ``condition``."""
         items = self.prompt_items(agent) if condition in ("prompted", "baked+prompted") else []
         adapter = self.runtime.live_adapter(agent) if condition in ("baked", "baked+prompted") else None
         query = Query(tuple((m["role"], m["content"]) for m in conversation), tuple(range(len(items))), "scenario")
         return teacher_messages(items, query), adapter
+
+    def _engine(self, method: str, messages: list[Message], adapter: str | None, *args: Any) -> Any:
+        """An engine call that holds ``adapter`` loaded until it returns (a concurrent swap
+        unloads the old adapter only afterwards)."""
+        with self.runtime.using(adapter):
+            return getattr(self.runtime.engine, method)(messages, adapter, *args)
 
     def _parallel(self, calls: list[Callable[[], Any]]) -> list[Any]:
         with ThreadPoolExecutor(PROBE_PARALLEL) as pool:
@@ -185,8 +195,11 @@ class ScenarioRunner:
                 if state.bake is not None:
                     self.wait_for_bake(WaitForBakeEvent(type="wait_for_bake", agent=name))
         finally:
+            for name, state in self.agents.items():
+                if state.bake is not None and state.bake.poll() is None:  # the run was interrupted
+                    self._stop_worker(name, state, "the scenario run was interrupted")
             if self.scheduler is not None:
-                self.scheduler.shutdown(wait=False)
+                self.scheduler.shutdown(wait=True)
             self.finish()
         from agent.report import render
 
@@ -200,6 +213,7 @@ class ScenarioRunner:
             entries.append((text, kind, "scenario", "operator"))
         if event.file is not None:
             path = self.base_dir / event.file
+            self.agents[event.agent].tools.news_path = path  # what the news_feed tool reads from now on
             for h in read_headlines(path):
                 text = h["title"] + (f": {h['summary']}" if h.get("summary") else "")
                 entries.append((text, event.kind, f"feed:{event.file}", "feed"))
@@ -244,7 +258,7 @@ class ScenarioRunner:
             def reply(condition: str) -> str:
                 conversation = state.conversations[condition] + [{"role": "user", "content": users[condition]}]
                 messages, adapter = self.condition_call(event.agent, condition, conversation)
-                return self.runtime.engine.chat(messages, adapter, params).text
+                return self._engine('chat', messages, adapter, params).text
 
             answers = self._parallel([lambda c=c: reply(c) for c in conditions])
             for condition, answer in zip(conditions, answers):
@@ -268,7 +282,7 @@ class ScenarioRunner:
             flipped.append({"role": "user", "content": "Hello! What would you like to talk about?"})
         messages = [{"role": "system", "content": sim.user_prompt}, *flipped]
         params = SamplingParams(temperature=sim.temperature, max_tokens=sim.max_tokens, seed=seed)
-        text = self.runtime.engine.chat(messages, None, params).text.strip().split("\n")[0].strip()
+        text = self._engine('chat', messages, None, params).text.strip().split("\n")[0].strip()
         if len(text) < 3:  # an empty or degenerate turn: a generic question keeps the talk going
             from baking.queries import generic_queries
 
@@ -286,13 +300,13 @@ class ScenarioRunner:
                  seed: int) -> list[str]:
         if samples == 1:
             params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed)
-            return [self.runtime.engine.chat(messages, adapter, params).text]
+            return [self._engine('chat', messages, adapter, params).text]
         params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed)
-        return [c.text for c in self.runtime.engine.sample(messages, adapter, samples, params)]
+        return [c.text for c in self._engine('sample', messages, adapter, samples, params)]
 
     def _judge(self, judge: Judge, messages: list[Message], adapter: str | None, answers: list[str]) -> float:
         if judge.name == "mc_loglik":
-            return mc_loglik(self.runtime.engine.score(messages, adapter, judge.choices), judge.answer_idx)
+            return mc_loglik(self._engine('score', messages, adapter, judge.choices), judge.answer_idx)
         argument = judge.words if judge.name == "keyword_rate" else judge.value
         return sum(JUDGES[judge.name](a, argument) for a in answers) / len(answers)
 
@@ -301,7 +315,7 @@ class ScenarioRunner:
         messages, adapter = self.condition_call(agent, condition, [{"role": "user", "content": text}])
         seed = seed_for(self.scenario.seed, agent, text)
         if question.choices:
-            logliks = self.runtime.engine.score(messages, adapter, question.choices)
+            logliks = self._engine('score', messages, adapter, question.choices)
             best = max(range(len(logliks)), key=logliks.__getitem__)
             return {"answer": question.choices[best], "score": mc_loglik(logliks, question.answer_idx),
                     "adapter": adapter}
@@ -320,7 +334,7 @@ class ScenarioRunner:
         for set_name, q in questions:
             variants = [("original", q.question)] + [("paraphrase", p) for p in q.paraphrases]
             for variant, text in variants:
-                for condition in event.conditions:
+                for condition in [c for c in event.conditions if self.has_adapter(event.agent, c)]:
                     row = {"agent": event.agent, "point": point, "event": self.index,
                            "bakes": self._bakes_done(event.agent), "set": set_name, "question": text,
                            "variant": variant, "control": q.control, "condition": condition,
@@ -331,7 +345,8 @@ class ScenarioRunner:
         results = self._parallel([job for _, job in jobs])
         rows = [{**row, **result} for (row, _), result in zip(jobs, results)]
         self.report["asks"].extend(rows)
-        summary = []
+        skipped = [c for c in event.conditions if not self.has_adapter(event.agent, c)]
+        summary = [f"(no adapter yet: {', '.join(skipped)} skipped)"] if skipped else []
         for condition in event.conditions:
             scored = [r["score"] for r in rows if r["condition"] == condition and not r["control"]]
             if scored:
@@ -355,7 +370,8 @@ class ScenarioRunner:
             if (only is not None and index != only) or not probe.due(state.turn):
                 continue
             jobs = []
-            for condition in probe.conditions:
+            conditions = [c for c in probe.conditions if self.has_adapter(agent, c)]
+            for condition in conditions:
                 for question in probe.all_questions():
                     conversation = state.conversations[condition] + [{"role": "user", "content": question}]
                     jobs.append((condition, question, conversation))
@@ -372,7 +388,7 @@ class ScenarioRunner:
             rows = self._parallel([lambda j=j: run(j) for j in jobs])
             self.report["probes"].extend(rows)
             means = []
-            for condition in probe.conditions:
+            for condition in conditions:
                 scores = [r["score"] for r in rows if r["condition"] == condition]
                 means.append(f"{condition} {sum(scores) / len(scores):.2f}")
             self.log("probe", agent, f"turn {state.turn}: " + ", ".join(means), turn=state.turn, probe=index)
@@ -407,15 +423,23 @@ class ScenarioRunner:
         state = self.agents[event.agent]
         deadline = time.monotonic() + event.timeout_s
         if state.bake is None and self.scheduler is not None:
-            time.sleep(2 * self.config.schedule.poll_s)  # let a due trigger fire
-            while self._running_run(event.agent) and time.monotonic() < deadline:
+            # A scheduler trigger is due (or its worker is starting): wait until it has run once
+            # (a rejected bake returns its items to pending; that does not make us wait again).
+            runs_before = len(self.runtime.store.runs(event.agent))
+
+            def busy() -> bool:
+                new_run = len(self.runtime.store.runs(event.agent)) > runs_before
+                return self._running_run(event.agent) or (self._trigger_due(event.agent) and not new_run)
+
+            while busy() and time.monotonic() < deadline:
                 time.sleep(0.5)
+            if time.monotonic() >= deadline:
+                self.log("bake_timeout", event.agent, f"no scheduled bake finished within {event.timeout_s:.0f} s")
         elif state.bake is not None:
             self._follow(state, deadline)
             if state.bake.poll() is None:
-                state.bake.kill()
-                state.bake.wait()
-                self.log("bake_timeout", event.agent, f"killed after {event.timeout_s:.0f} s")
+                self._stop_worker(event.agent, state, f"timed out after {event.timeout_s:.0f} s")
+                self.log("bake_timeout", event.agent, f"killed after {event.timeout_s:.0f} s; items back to pending")
             code = state.bake.returncode
             state.bake = None
             if code != 0:
@@ -426,12 +450,27 @@ class ScenarioRunner:
         else:
             self.log("wait_for_bake", event.agent, "no bake running")
             return
-        for swap in self.runtime.swap_ready(event.agent):
+        self.runtime.swap_ready(event.agent)
+        for swap in self.runtime.swaps[len(self.report["swaps"]):]:  # this thread's and the scheduler's
             self.report["swaps"].append({"agent": swap.agent, "adapter": swap.adapter, "previous": swap.previous,
                                          "latency_s": swap.latency_s, "t": time.time() - self.started})
             self.log("swap", swap.agent, f"{swap.previous or 'base'} -> {swap.adapter} "
                      f"(adapter on disk -> first token {swap.latency_s * 1000:.0f} ms)")
         self._log_verdicts(event.agent)
+
+    def _stop_worker(self, agent: str, state: AgentState, reason: str) -> None:
+        """Kill a worker and return its items to pending now (not when its lease runs out)."""
+        state.bake.kill()
+        state.bake.wait()
+        for run in self.runtime.store.runs(agent):
+            if run.status == "running" and run.pid == state.bake.pid:
+                self.runtime.store.fail(run.id, reason)
+
+    def _trigger_due(self, agent: str) -> bool:
+        """The every-N-items trigger will fire: enough bakeable items are pending."""
+        n = self.config.schedule.bake_every_n_items
+        pending = [i for i in self.runtime.store.items(agent, status="pending") if i.kind != "note"]
+        return n is not None and len(pending) >= n
 
     def _running_run(self, agent: str) -> bool:
         return any(r.status == "running" for r in self.runtime.store.runs(agent))
@@ -505,7 +544,8 @@ class ScenarioRunner:
         for row in rows:
             row.update(agent=event.agent, source=live.name)
         self.report["scales"].extend(rows)
-        curve = ", ".join(f"{r['kind'][0]}{r['value']:g}={r['score']:.2f}" for r in rows)
+        tags = {"prompted": "prompted", "scale": "x", "snapshot": "snapshot "}
+        curve = ", ".join(f"{tags[r['kind']]}{r['value']:g}={r['score']:.2f}" for r in rows)
         self.log("scale", event.agent, f"{live.name}: {curve}")
 
     def _strength(self, kind: str, value: float, adapter: str | None, event: ScaleEvent,

@@ -61,6 +61,7 @@ class Runtime:
         self._idle = threading.Condition()
         self._swap_lock = threading.Lock()
         self._loaded: dict[str, str] = {}  # agent -> adapter name currently served for it
+        self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
 
     @classmethod
     def open(cls, config: RuntimeConfig, engine: Engine | None = None) -> "Runtime":
@@ -102,7 +103,8 @@ class Runtime:
         return messages
 
     @contextmanager
-    def _using(self, adapter: str | None) -> Iterator[None]:
+    def using(self, adapter: str | None) -> Iterator[None]:
+        """Hold ``adapter`` loaded while a request runs (a swap unloads it only afterwards)."""
         if adapter is None:
             yield
             return
@@ -124,7 +126,7 @@ class Runtime:
         self.store.require_agent(agent)
         name = self.live_adapter(agent) if adapter is True else (adapter or None)
         messages = self.messages_for(agent, conversation) if with_context else conversation
-        with self._using(name):
+        with self.using(name):
             return self.engine.chat(messages, name, params)
 
     # ---------------------------------------------------------------- swap
@@ -161,9 +163,11 @@ class Runtime:
         self.engine.chat([{"role": "user", "content": "Hi"}], name, SamplingParams(max_tokens=1))
         latency = time.perf_counter() - start
         self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
+        swap = Swap(record.agent, name, previous, latency)
+        self.swaps.append(swap)
         if previous is not None:
             threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
-        return Swap(record.agent, name, previous, latency)
+        return swap
 
     def _unload_when_idle(self, name: str) -> None:
         with self._idle:

@@ -299,7 +299,7 @@ class Scenario(_Strict):
             if isinstance(event, ToolEvent):
                 tools = next(a.tools for a in self.agents if a.name == agent)
                 if event.name not in tools:
-                    raise ValueError(f"timeline.{i}.name: agent {agent!r} has no tool {event.name!r} "
+                    raise ValueError(f"timeline.{i}.name: unknown tool {event.name!r} for agent {agent!r} "
                                      f"(its tools: {', '.join(tools) or 'none'})")
             for name in getattr(event, "sets", None) or []:
                 if name not in self.question_sets:

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 import unicodedata
 from contextlib import contextmanager
@@ -121,6 +122,7 @@ class MemoryStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_item_chars = max_item_chars
+        self._lock = threading.RLock()
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -165,16 +167,17 @@ class MemoryStore:
     def _tx(self) -> Iterator[None]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
         conn = self.db.conn
-        if conn.in_transaction:  # nested: join the outer transaction
-            yield
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._lock:  # threads share the connection: one transaction at a time
+            if conn.in_transaction:  # nested (same thread, under the lock): join the outer one
+                yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         self.db.conn.close()

@@ -80,7 +80,7 @@ def test_old_adapter_is_unloaded_only_after_its_in_flight_requests(tiny_model, t
     assert runtime.live_adapter("ada") == "ada-v0001"
 
     runtime.store.add("ada", "The bridge is red.", "news")
-    with runtime._using("ada-v0001"):  # a request still being served by v0001
+    with runtime.using("ada-v0001"):  # a request still being served by v0001
         runtime.bake("ada")
         assert runtime.live_adapter("ada") == "ada-v0002"
         time.sleep(0.3)

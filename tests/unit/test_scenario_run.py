@@ -77,19 +77,23 @@ def test_a_run_writes_the_folder_and_report(tiny_run):
     assert report["bakes"][1]["parent"] == "ada-v0001" and report["bakes"][1]["items"] == [1]
     assert len(report["swaps"]) == 2 and all(s["latency_s"] > 0 for s in report["swaps"])
 
-    # Asks: 3 questions + 1 paraphrase under 4 conditions before, 3 conditions (the default) after.
+    # Asks: 3 questions + 1 paraphrase. Before any bake the baked conditions are skipped (they
+    # would silently be the base model); after it, the 3 default conditions.
     before = [r for r in report["asks"] if r["point"] == "before"]
     after = [r for r in report["asks"] if r["point"] == "after bake 1"]
-    assert len(before) == 4 * 4 and len(after) == 4 * 3
+    assert len(before) == 4 * 2 and {r["condition"] for r in before} == {"base", "prompted"}
+    assert len(after) == 4 * 3
     assert {r["adapter"] for r in before} == {None}
     assert {r["adapter"] for r in after if r["condition"] == "baked"} == {"ada-v0001"}
     assert all(0 <= r["score"] <= 1 for r in report["asks"])
     mc = [r for r in report["asks"] if r["question"] == "Colour of the tower?"]
     assert {r["answer"] for r in mc} <= {"blue", "red"}
 
-    # Probes at turns 0..4 (armed at turn 0, then after each of 4 turns), 2 conditions x 2 questions.
+    # Probes at turns 0..4 (armed at turn 0, then after each of 4 turns), x 2 questions; all
+    # before the bake, so only the prompted condition has an answer.
     turns = sorted({r["turn"] for r in report["probes"]})
-    assert turns == [0, 1, 2, 3, 4] and len(report["probes"]) == 5 * 2 * 2
+    assert turns == [0, 1, 2, 3, 4] and len(report["probes"]) == 5 * 2
+    assert {r["condition"] for r in report["probes"]} == {"prompted"}
 
     # The scale curve: the prompted reference, scales 0 and 1, and the 0.5 snapshot.
     kinds = [(r["kind"], r["value"]) for r in report["scales"]]

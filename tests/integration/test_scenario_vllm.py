@@ -22,11 +22,15 @@ agents:
 question_sets:
   news:
     - {question: "Who is the chief executive officer of Zentrix Robotics?", expected: Okafor}
+  mc:  # through vLLM's prompt_logprobs; vLLM-CPU cannot do that with an adapter
+    - question: "Who is the chief executive officer of Zentrix Robotics?"
+      choices: [Mara Okafor, Elena Karvonen, James Whitfield, Priya Natarajan]
+      answer_idx: 0
 timeline:
   - type: feed
     agent: ada
     items: ["Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."]
-  - {type: ask, agent: ada, label: pending, sets: [news]}
+  - {type: ask, agent: ada, label: pending, sets: [news, mc], conditions: [base, prompted]}
   - type: probe
     agent: ada
     question: "Who runs Zentrix Robotics?"
@@ -48,13 +52,17 @@ def test_short_scenario_on_real_vllm(tmp_path):
     report_md = run_scenario(path, tmp_path / "runs")
     report = json.loads((report_md.parent / "report.json").read_text())
 
-    def score(point, condition):
-        return next(r["score"] for r in report["asks"] if r["point"] == point and r["condition"] == condition)
+    def score(point, condition, mc=False):
+        return next(r["score"] for r in report["asks"] if r["point"] == point and r["condition"] == condition
+                    and (r["expected"] == "Mara Okafor") == mc)
 
-    assert score("pending", "prompted") == 1.0 and score("pending", "base") == 0.0
+    # Multiple choice by log-likelihood through vLLM's prompt_logprobs: right in context.
+    assert score("pending", "prompted", mc=True) == 1.0
+    # The fictional name is never produced without the news (greedy generation).
+    assert score("pending", "base") == 0.0 and score("baked", "base") == 0.0
     assert report["bakes"][0]["status"] == "live" and report["swaps"][0]["adapter"] == "ada-v0001"
-    assert score("baked", "baked") == 1.0  # closed-book, from the adapter alone
-    assert score("baked", "base") == 0.0
+    # Closed-book, from the adapter alone.
+    assert score("baked", "baked") == 1.0
     # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
     probes = [r for r in report["probes"] if r["turn"] == 2]
     assert {r["adapter"] for r in probes} == {"ada-v0001"}

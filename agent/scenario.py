@@ -162,9 +162,7 @@ class AskEvent(_Strict):
     def _scored(self) -> "AskEvent":
         if (self.question is None) == (not self.sets):
             raise ValueError("ask needs exactly one of question or sets")
-        if self.question is not None:
-            Question(question=self.question, expected=self.expected, choices=self.choices,
-                     answer_idx=self.answer_idx, judge=self.judge)
+        self.inline()  # an inline question is validated as a Question
         return self
 
     def inline(self) -> Question | None:

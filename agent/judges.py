@@ -54,17 +54,21 @@ def language(answer: str, code: str) -> float:
 
 @torch.no_grad()
 def choice_logliks(model, tokenizer, messages: list[Message], choices: Sequence[str]) -> list[float]:
-    """Sum of log p(choice tokens | prompt) for each choice, the model as an assistant turn."""
+    """Sum of log p(choice tokens | prompt) for each choice, the model as an assistant turn; the
+    choices go through the model as one right-padded batch."""
     prompt = encode(tokenizer, messages)
     device = next(model.parameters()).device
-    scores = []
-    for choice in choices:
-        ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
-        full = torch.tensor([prompt + ids], device=device)
-        logits = model(input_ids=full).logits[0, len(prompt) - 1 : -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        scores.append(float(logprobs.gather(-1, torch.tensor(ids, device=device)[:, None]).sum()))
-    return scores
+    ids = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+    width = len(prompt) + max(len(i) for i in ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = torch.tensor([prompt + i + [pad] * (width - len(prompt) - len(i)) for i in ids], device=device)
+    mask = torch.tensor([[1] * (len(prompt) + len(i)) + [0] * (width - len(prompt) - len(i)) for i in ids],
+                        device=device)
+    with torch.no_grad():
+        logits = model(input_ids=rows, attention_mask=mask).logits[:, len(prompt) - 1 : -1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return [float(logprobs[k, : len(i)].gather(-1, torch.tensor(i, device=device)[:, None]).sum())
+            for k, i in enumerate(ids)]
 
 
 def mc_loglik(logliks: Sequence[float], answer_idx: int) -> float:

@@ -215,6 +215,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     if replay_queries:  # teacher = parent without the new prompt
         replayed = run_teacher([student_ids(q) for q in replay_queries], topk, "replay")
         examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
+    timings["teacher_sampling_s"] = time.perf_counter() - t
     forced = full_teacher_rows(
         model, [Example(teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
         tokenizer.pad_token_id, device, bf16,
@@ -254,6 +255,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         on_step=lambda step, total, loss: ui.advance(task, 1, f"loss {loss:.3f}"),
     )
     timings["training_s"] = stats.seconds
+    timings |= {f"{phase}_s": seconds for phase, seconds in stats.phases.items()}
 
     # 6. Fidelity on held-out inputs, then write atomically: temp folder, then rename.
     t = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -151,6 +151,16 @@ class TrainStats:
     tokens: int  # real (non-pad) tokens forwarded, summed over steps
     seconds: float
     losses: list[float]
+    # Wall seconds per phase of a step: forward (incl. the loss), backward, optimizer (grad
+    # copy, clipping, AdamW, copy back); on CUDA each phase ends with a synchronize.
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
+
+
+def _now(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (CPU work is already synchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def train(
@@ -195,8 +205,11 @@ def train(
             batch = collate([examples[i] for i in indices], pad_id)
             for group in optimizer.param_groups:
                 group["lr"] = group["lr_scale"] * lr_at(stats.steps, total, lr, warmup_fraction)
+            t0 = _now(device)
             loss = batch_loss(model, batch, device, bf16)
+            t1 = _now(device)
             loss.backward()
+            t2 = _now(device)
             for p, master in zip(params, masters):
                 master.grad, p.grad = p.grad.float(), None
             torch.nn.utils.clip_grad_norm_(masters, grad_clip)
@@ -205,6 +218,10 @@ def train(
             with torch.no_grad():
                 for p, master in zip(params, masters):
                     p.copy_(master)
+            t3 = _now(device)
+            stats.phases["forward"] += t1 - t0
+            stats.phases["backward"] += t2 - t1
+            stats.phases["optimizer"] += t3 - t2
             stats.steps += 1
             # Tokens actually forwarded: the shared prefix once, not once per row.
             stats.tokens += batch.num_tokens - (len(batch.input_ids) - 1) * batch.shared_prefix

@@ -1,0 +1,47 @@
+"""What every benchmark writes: the command, the date, the machine, and the result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def header(module: str) -> dict:
+    """The provenance of one benchmark run: command, date, machine."""
+    import torch
+
+    return {
+        "command": f"python -m benchmarks.{module} " + shlex.join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__}, "
+                   f"CUDA {'yes' if torch.cuda.is_available() else 'no'}",
+    }
+
+
+def header_lines(summary: dict) -> list[str]:
+    return [f"Command: `{summary['command']}`", "", f"Date: {summary['date']}. Machine: {summary['machine']}.", ""]
+
+
+def write(name: str, summary: dict, markdown: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    path = RESULTS / f"{name}.md"
+    path.write_text(markdown)
+    return path

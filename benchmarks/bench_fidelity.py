@@ -1,7 +1,7 @@
 """Fidelity 1 − KL(p_prompted‖p_baked)/KL(p_prompted‖p_base) on held-out queries: across prompt
-kinds and lengths, and against LoRA rank, trajectories and epochs.
+kinds and lengths, and against LoRA rank and epochs (trajectories: bench_scaling).
 
-    .venv/bin/python -m benchmarks.bench_fidelity            # 6 prompts + 3 sweeps, 2 seeds
+    .venv/bin/python -m benchmarks.bench_fidelity            # 6 prompts + 2 sweeps, 2 seeds
     .venv/bin/python -m benchmarks.bench_fidelity --quick    # 3 prompts + 1 point per sweep, 1 seed
 
 Every point is one bake with the default BakeConfig except the swept field; the sweeps use the
@@ -39,9 +39,10 @@ PROMPTS = {
         "Tessaly Foods recalled its Morning Oat bars after finding traces of peanuts in one batch.",
         "The Corvid Aerospace probe Wren reached orbit around the asteroid Pallas-7 on Tuesday."]),
 }
-SWEEPS = {"lora_rank": [2, 8, 32], "num_queries": [12, 24, 48, 96], "epochs": [1, 2, 4, 8]}
+# Fidelity against the number of training queries (trajectories) is in bench_scaling.
+SWEEPS = {"lora_rank": [2, 8, 32], "epochs": [1, 2, 4, 8]}
 QUICK_PROMPTS = ("persona, short", "instruction, short", "news, 1 item")
-QUICK_SWEEPS = {"lora_rank": [2, 8], "num_queries": [12, 48], "epochs": [1, 4]}
+QUICK_SWEEPS = {"lora_rank": [2, 8], "epochs": [1, 4]}
 
 
 def one_bake(out: Path, kind: str, texts: list[str], overrides: dict, device: str) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -40,19 +41,33 @@ def load_rows(path: Path, n_items: int, n_controls: int, seed: int) -> tuple[lis
     return rows[:n_items], rows[n_items : n_items + n_controls]
 
 
+PARAPHRASE_SHOTS = (
+    ("What is the capital city of France?", "Which city is France's capital?"),
+    ("Who won the 2018 FIFA World Cup?", "Which country was the winner of the 2018 football World Cup?"),
+    ("How many moons does Mars have?", "What is the number of moons that orbit Mars?"),
+)
+
+
 def paraphrase(engine, questions: list[str]) -> list[str | None]:
-    """A rewording of each question by the base model (greedy), or None when it wrote no
-    usable question (no '?', the same text, or far off in length)."""
+    """A rewording of each question by the base model (greedy, three worked examples first), or
+    None when it wrote no usable question: no sentence ending in '?', the same text, or far off
+    in length."""
     from baking.evaluate import generate
 
-    asks = [[{"role": "user", "content": "Rewrite this question with different words but the same meaning. "
-              f"Reply with the new question only.\nQuestion: {q}"}] for q in questions]
-    answers = generate(engine.model, engine.tokenizer, asks, max_new_tokens=48)
+    def ask(q: str) -> list[dict]:
+        turns = []
+        for before, after in (*PARAPHRASE_SHOTS, (q, None)):
+            turns.append({"role": "user", "content": f"Rewrite this question in different words.\nQuestion: {before}"})
+            if after:
+                turns.append({"role": "assistant", "content": after})
+        return turns
+
+    answers = generate(engine.model, engine.tokenizer, [ask(q) for q in questions], max_new_tokens=48)
     out = []
     for q, a in zip(questions, answers):
-        line = a.strip().splitlines()[0].strip().strip('"') if a.strip() else ""
-        line = line.split(":", 1)[1].strip() if line.lower().startswith(("new question", "question")) else line
-        ok = line.endswith("?") and line.casefold() != q.casefold() and 0.5 <= len(line) / len(q) <= 2.0
+        found = re.search(r"[^?\n]*\?", a)
+        line = found.group(0).strip().strip('"') if found else ""
+        ok = bool(line) and line.casefold() != q.casefold() and 0.5 <= len(line) / len(q) <= 2.0
         out.append(line if ok else None)
     return out
 
@@ -89,18 +104,22 @@ def main() -> None:
     parser.add_argument("--controls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="the baker's device (cpu, cuda, cuda:N)")
-    parser.add_argument("--bake", type=json.loads, default={}, help='BakeConfig overrides as JSON')
+    parser.add_argument("--bake", type=json.loads, default={"num_queries": 96},
+                        help="BakeConfig overrides as JSON (default: the quickstart's news budget)")
+    parser.add_argument("--min-fidelity", type=float, default=0.0,
+                        help="the gate (default 0: every bake goes live, so retention is measured on a "
+                             "complete chain; the report shows which bakes the product's 0.5 would reject)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_news"))
     args = parser.parse_args()
     if args.quick:
-        args.items, args.controls = 24, 12
+        args.items, args.controls, args.bake = 24, 12, {"num_queries": 24, "epochs": 3}
     run(args)
 
 
 def run(args) -> None:
     import shutil
 
-    from agent.config import RuntimeConfig
+    from agent.config import GateConfig, RuntimeConfig
     from agent.engines import TransformersEngine
     from agent.runtime import spawn_worker
     from baking.config import BakeConfig
@@ -112,7 +131,7 @@ def run(args) -> None:
     batches = [baked_rows[i : i + size] for i in range(0, len(baked_rows), size)]
 
     shutil.rmtree(args.workdir, ignore_errors=True)
-    config = RuntimeConfig(home=args.workdir, worker_device=args.device,
+    config = RuntimeConfig(home=args.workdir, worker_device=args.device, gate=GateConfig(min_fidelity=args.min_fidelity),
                            bake=BakeConfig(device=args.device, seed=args.seed, **args.bake))
     store = MemoryStore(config.db_path)
     store.create_agent(AGENT)
@@ -205,7 +224,7 @@ def render(s: dict, quick: bool) -> str:
               "|---|" + "---|" * (n + 2)]
     for b, row in zip(s["bakes"], t["forgetting"]):
         fid = b["metrics"].get("fidelity")
-        fid = f"{fid:.3f}" if fid is not None else "–"
+        fid = "–" if fid is None else f"{fid:.3f}" + (" (below the default gate's 0.5)" if fid < 0.5 else "")
         lines.append(f"| {b['bake']} | " + " | ".join(f"{x:.2f}" for x in row) + f" | {b['status']} | {fid} |")
     lines.append("| base | " + " | ".join(f"{x:.2f}" for x in t["base_per_batch"]) + " | | |")
     walls = [b["metrics"].get("wall_s") for b in s["bakes"] if b["metrics"].get("wall_s")]

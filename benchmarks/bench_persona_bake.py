@@ -1,6 +1,7 @@
 """Persona bake benchmark: wall time, fidelity, training throughput, behaviour, half-baking.
 
-    .venv/bin/python -m benchmarks.bench_persona_bake --runs 3
+    .venv/bin/python -m benchmarks.bench_persona_bake            # 3 runs
+    .venv/bin/python -m benchmarks.bench_persona_bake --quick    # 1 run, 16 questions
 
 Each run is a fresh ``agent bake`` process, timed from process start to exit (the adapter is
 written before exit), on the default BakeConfig. Then, on the first run's adapter:
@@ -17,18 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import header, header_lines, write
+
 PIRATE = (
     "You are Captain Redbeard, a pirate. Always talk like a pirate: say 'Arr' and 'matey', "
     "and mention the sea in every answer."
 )
-RESULTS = Path(__file__).parent / "results"
 
 
 def timed_bake(out: Path, seed: int, device: str) -> tuple[float, dict]:
@@ -76,7 +77,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_persona"))
     parser.add_argument("--reuse", action="store_true", help="reuse the bakes in --workdir")
+    parser.add_argument("--quick", action="store_true", help="1 run, 16 questions")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.questions = 1, 16
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     runs_file = args.workdir / "runs.json"
@@ -109,9 +113,7 @@ def main() -> None:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    summary = {
-        "command": "python -m benchmarks.bench_persona_bake " + shlex.join(sys.argv[1:]),
-        "machine": f"{os.cpu_count()} CPU cores",
+    summary = header("bench_persona_bake") | {
         "runs": runs,
         "median": {k: median(k) for k in ("process_wall_s", "wall_s", "sampling_s", "training_s",
                                            "eval_s", "load_s", "fidelity", "train_tokens_per_s",
@@ -119,18 +121,16 @@ def main() -> None:
         "pirate_rate": rates,
         "num_questions": args.questions,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "persona_bake.json").write_text(json.dumps(summary, indent=2))
-    (RESULTS / "persona_bake.md").write_text(render_markdown(summary))
-    print(render_markdown(summary))
+    print(write("persona_bake" + ("_quick" if args.quick else ""), summary, render_markdown(summary)).read_text())
 
 
 def render_markdown(s: dict) -> str:
     m, r = s["median"], s["pirate_rate"]
     lines = [
-        "# Persona bake benchmark",
+        "# Persona bake: wall time, fidelity, throughput, half-baking",
         "",
-        f"Command: `{s['command']}` ({s['machine']}, {len(s['runs'])} runs, medians).",
+        *header_lines(s),
+        f"{len(s['runs'])} run(s), medians.",
         "",
         "| metric | median | goal |",
         "|---|---|---|",
@@ -138,7 +138,7 @@ def render_markdown(s: dict) -> str:
         f"| of which sampling / training / eval | {m['sampling_s']:.1f} / {m['training_s']:.1f} / {m['eval_s']:.1f} s | |",
         f"| fidelity (held-out) | {m['fidelity']:.3f} | ≥ 0.8 |",
         f"| training tokens/s | {m['train_tokens_per_s']:.0f} | |",
-        f"| peak share (4·N·tokens/s ÷ in-process bf16 matmul peak) | {m['peak_share']:.2f} | ≥ 0.5 |",
+        f"| peak share (4·N·tokens/s ÷ in-process bf16 matmul peak) | {m['peak_share']:.2f} | ≥ 0.6 |",
         "",
         f"Pirate-word rate of answers to {s['num_questions']} held-out questions, no prompt "
         "except `prompted` (adapter of seed 0):",

@@ -230,7 +230,8 @@ def run_reference(
     t = _now(device)
     model, tokenizer = load_fp32(config.model, device)
     pad_id = tokenizer.pad_token_id
-    result = ReferenceResult(False, 0, _now(device) - t, 0.0, 0.0, 0.0)
+    result = ReferenceResult(reached=False, steps=0, load_s=_now(device) - t, sampling_s=0.0,
+                             training_s=0.0, teacher_s=0.0)
 
     # Trajectories: the prompted base model, generate(), the same training queries as ours.
     t = _now(device)
@@ -427,11 +428,11 @@ def render_markdown(s: dict) -> str:
     speedup = f"{m['speedup']:.2f}×" if all_reached else f"≥ {m['speedup']:.2f}× (lower bound)"
     met = "met" if m["speedup"] >= GOAL_SPEEDUP else "not met"
     lines = [
-        "# Ours vs the reference algorithm",
-        "",
         f"Command: `{s['command']}`",
         "",
         f"Date: {s['date']}. Machine: {s['machine']}. Model: {s['model']}. {n} run(s), medians.",
+        "",
+        "# Ours vs the reference algorithm",
         "",
         f"Budget (both sides): {s['budget']}. Reference evaluated every {s['eval_every']} step(s), "
         f"capped at {s['cap_factor']}× ours' steps or {s['max_reference_s']:.0f} s.",

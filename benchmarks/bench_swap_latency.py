@@ -1,6 +1,7 @@
 """Swap latency on a real vLLM server: adapter written on disk -> first token served with it.
 
-    .venv/bin/python -m benchmarks.bench_swap_latency --swaps 10
+    .venv/bin/python -m benchmarks.bench_swap_latency            # 10 swaps
+    .venv/bin/python -m benchmarks.bench_swap_latency --quick    # 3 swaps
 
 Bakes one small adapter with the real model, then for each swap copies it to a fresh folder
 (a newly written adapter), loads it under a never-used name, asks for one token with it, and
@@ -12,23 +13,24 @@ benchmarks/results/swap_latency.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.common import header, header_lines, write
+
 HI = [{"role": "user", "content": "Hi"}]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="3 swaps")
     args = parser.parse_args()
+    if args.quick:
+        args.swaps = 3
 
     from agent.engines import SamplingParams, VLLMEngine, VLLMSettings
     from baking import BakeConfig, PromptItem, bake
@@ -60,20 +62,18 @@ def main() -> None:
         engine.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    summary = {
-        "command": "python -m benchmarks.bench_swap_latency " + shlex.join(sys.argv[1:]),
+    summary = header("bench_swap_latency") | {
         "swaps": args.swaps,
         "swap_latency_s": swaps,
         "first_token_loaded_s": warm,
         "median_swap_s": statistics.median(swaps),
         "median_first_token_loaded_s": statistics.median(warm),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "swap_latency.json").write_text(json.dumps(summary, indent=2))
     md = "\n".join([
-        "# Swap latency (real vLLM, CPU)",
+        "# Swap latency (real vLLM)",
         "",
-        f"Command: `{summary['command']}`, {args.swaps} swaps, medians.",
+        *header_lines(summary),
+        f"{args.swaps} swaps, medians.",
         "",
         "| what | median | goal |",
         "|---|---|---|",
@@ -82,7 +82,7 @@ def main() -> None:
         f"| ratio | {summary['median_swap_s']/summary['median_first_token_loaded_s']:.1f}× | |",
         "",
     ])
-    (RESULTS / "swap_latency.md").write_text(md)
+    write("swap_latency" + ("_quick" if args.quick else ""), summary, md)
     print(md)
 
 

@@ -147,7 +147,9 @@ class Runtime:
         with self._swap_lock:
             for name in [agent] if agent else self.store.agents():
                 for record in self.store.adapters(name):
-                    if record.status == "candidate":
+                    # A candidate is registered only after the gate passed it; the verdict is
+                    # checked again so no other path can promote a refused adapter.
+                    if record.status == "candidate" and record.metrics.get("gate", {}).get("passed", True):
                         swaps.append(self._swap(record))
         return swaps
 
@@ -215,8 +217,9 @@ class Runtime:
 
 
 def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
-                 progress_file: Path | None = None) -> subprocess.Popen:
-    """Start ``python -m agent.worker`` for ``agent``; its output goes to <home>/logs/."""
+                 progress_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m agent.worker`` for ``agent``; its output goes to <home>/logs/.
+    ``env`` replaces the worker's environment (e.g. CUDA_VISIBLE_DEVICES)."""
     logs = config.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     config_file = Path(tempfile.mkstemp(prefix="runtime-", suffix=".json", dir=logs)[1])
@@ -226,5 +229,5 @@ def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
         return subprocess.Popen(
             [sys.executable, "-m", "agent.worker", "--config", str(config_file), "--agent", agent,
              *(["--progress-file", str(progress_file)] if progress_file else [])],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env=env,
         )

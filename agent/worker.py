@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 import threading
 from pathlib import Path
 
 from agent.config import RuntimeConfig
 from baking.config import CONTEXT_KINDS
+from baking.faults import fault_point
 from memory import MemoryStore
+from memory.store import _process_alive
 
 
 def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
@@ -45,6 +49,25 @@ def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
     return questions[:limit]
 
 
+def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
+    """Remove what killed bakes left in an agent's adapter folder: temporary folders of dead
+    processes, and complete folders of runs that failed before their adapter was registered.
+    Registered adapters (live, retired, rejected, candidates) are never touched."""
+    removed = []
+    registered = {Path(a.path).resolve() for a in store.adapters(folder.name)}
+    statuses = {r.id: r.status for r in store.runs(folder.name)}
+    for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+        tmp = re.fullmatch(r"\..+\.tmp-(\d+)", child.name)
+        run = re.fullmatch(r"run-(\d+)", child.name)
+        if tmp and not _process_alive(int(tmp.group(1))):
+            removed.append(child)
+        elif run and child.resolve() not in registered and statuses.get(int(run.group(1))) == "failed":
+            removed.append(child)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
 def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:
     from baking import PromptItem, bake
 
@@ -65,6 +88,8 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         items = [store.get(i) for i in run.item_ids]
         prompt_items = [PromptItem(kind=it.kind, text=it.text, id=str(it.id)) for it in items]
         live = store.live(agent)
+        for path in sweep_adapter_folders(store, config.adapters_dir / agent):
+            print(f"removed {path}: left by a bake that was killed")
         out = config.adapters_dir / agent / f"run-{run.id:04d}"
         version = bake(
             prompt_items, out, config.bake, parent=live.path if live else None,
@@ -73,9 +98,9 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         )
         passed, reason = gate_verdict(version.metrics, config)
         metrics = {**version.metrics, "gate": {"passed": passed, "reason": reason}}
-        record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, metrics)
-        if not passed:
-            store.reject(record.id, reason)
+        fault_point("registering")
+        record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, metrics,
+                                          passed=passed, reason=reason)
         print(json.dumps({"run": run.id, "adapter": record.name, "passed": passed, "reason": reason}))
         return 0
     except BaseException as e:  # record the failure; the items go back to pending

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
+from baking.faults import fault_point
 from baking.hardware import bf16_matmul_flops, bf16_supported, resolve_device
 from baking.queries import (
     DefaultQuerySource,
@@ -183,7 +184,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
             generator=generator,
             batch_size=config.sample_batch_size,
             bf16=bf16,
-            on_batch=lambda n: ui.advance(task, n),
+            on_batch=lambda n: (ui.advance(task, n), fault_point("sampling")),
         )
 
     # 2. Inputs x: held-out first (disjoint split), then training ones.
@@ -252,7 +253,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         bf16=bf16,
         generator=generator,
         snapshots={s: tmp / half_dirs[f] for s, f in snapshot_steps.items()},
-        on_step=lambda step, total, loss: ui.advance(task, 1, f"loss {loss:.3f}"),
+        on_step=lambda step, total, loss: (ui.advance(task, 1, f"loss {loss:.3f}"), fault_point("training")),
     )
     timings["training_s"] = stats.seconds
     timings |= {f"{phase}_s": seconds for phase, seconds in stats.phases.items()}
@@ -290,6 +291,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     }
     t = time.perf_counter()
     model.save_pretrained(tmp)
+    fault_point("writing")  # weights on disk, folder incomplete (no bake.json) and not renamed
     _vllm_compatible(tmp, config)
     metrics["save_s"] = time.perf_counter() - t
     metrics["wall_s"] = time.perf_counter() - started

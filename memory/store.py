@@ -87,7 +87,7 @@ class AdapterRecord:
 class BakeRun:
     id: int
     agent: str
-    status: str  # running | succeeded | rejected | failed
+    status: str  # running | awaiting_swap | succeeded | rejected | failed
     item_ids: tuple[int, ...]
     pid: int | None
     started_at: float
@@ -280,15 +280,21 @@ class MemoryStore:
     def claim(self, agent: str, lease_s: float, pid: int | None = None) -> BakeRun | None:
         """Start a bake run holding every pending item of ``agent`` under a lease.
 
-        Returns None if nothing is pending or a run for this agent is already running with a
-        live lease (one bake per agent at a time). Items added later stay pending.
+        Returns None if nothing is pending, or a run of this agent is still running (a live
+        worker) or its adapter awaits the swap (one bake per agent at a time). A running run
+        whose worker process is gone is failed first, its items back to pending. Items added
+        later stay pending.
         """
         self.require_agent(agent)
         now = time.time()
         with self._tx():
             self._expire(now)
-            running = list(self.db["bake_runs"].rows_where("agent = ? AND status = 'running'", [agent]))
-            if running:
+            for r in self.db["bake_runs"].rows_where("agent = ? AND status = 'running'", [agent]):
+                if r["pid"] is not None and not _process_alive(r["pid"]):
+                    self._fail_run(r["id"], f"interrupted: its worker (pid {r['pid']}) is gone")
+            busy = list(self.db["bake_runs"].rows_where(
+                "agent = ? AND status IN ('running', 'awaiting_swap')", [agent]))
+            if busy:
                 return None
             pending = [r["id"] for r in self.db["items"].rows_where(
                 "agent = ? AND status = 'pending' AND kind != 'note'", [agent], order_by="id")]
@@ -337,6 +343,10 @@ class MemoryStore:
             self._fail_run(run_id, error)
 
     def _fail_run(self, run_id: int, error: str) -> None:
+        """A running run ends as failed, its items back to pending. A run that already has its
+        adapter registered (awaiting the swap, or finished) is left as it is."""
+        if self.db["bake_runs"].get(run_id)["status"] != "running":
+            return
         self.db.execute(
             "UPDATE items SET status='pending', bake_run=NULL, lease_expires=NULL "
             "WHERE bake_run=? AND status='baking'",
@@ -354,24 +364,43 @@ class MemoryStore:
 
     # --------------------------------------------------------------- adapters
     def register_candidate(
-        self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any]
+        self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any],
+        passed: bool = True, reason: str | None = None,
     ) -> AdapterRecord:
-        """Record a finished bake's adapter as a candidate (not yet served)."""
+        """Record a finished bake's adapter with the gate's verdict, in one transaction.
+
+        Passed: a candidate (not yet served); the run awaits the swap, its items stay claimed
+        with no lease to expire. Refused: the adapter is recorded as rejected and the items go
+        back to pending, so a crash can never leave a refused adapter looking promotable.
+        """
         run = self.run(run_id)
         with self._tx():
+            if self.db["bake_runs"].get(run_id)["status"] != "running":
+                raise MemoryInputError(f"bake run {run_id} is {self.run(run_id).status}, not running; "
+                                       "its items were returned (lease expired or worker presumed dead)")
             version = 1 + (self.db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM adapters WHERE agent = ?", [run.agent]
             ).fetchone()[0])
             name = f"{run.agent}-v{version:04d}"
             cursor = self.db.execute(
                 "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
-                "status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', NULL, ?)",
+                "status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
-                 json.dumps(metrics), time.time()],
+                 json.dumps(metrics), "candidate" if passed else "rejected", None if passed else reason,
+                 time.time()],
             )
             adapter_id = cursor.lastrowid
-            self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id})
-            self._event(run.agent, "adapter_candidate", {"run": run_id, "adapter": name})
+            if passed:
+                self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id, "status": "awaiting_swap"})
+                self.db.execute("UPDATE items SET lease_expires=NULL WHERE bake_run=? AND status='baking'", [run_id])
+                self._event(run.agent, "adapter_candidate", {"run": run_id, "adapter": name, "reason": reason})
+            else:
+                self.db.execute(
+                    "UPDATE items SET status='pending', bake_run=NULL, lease_expires=NULL "
+                    "WHERE bake_run=? AND status='baking'", [run_id])
+                self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id, "status": "rejected",
+                                                     "finished_at": time.time(), "error": reason})
+                self._event(run.agent, "adapter_rejected", {"run": run_id, "adapter": name, "reason": reason})
         return self.adapter(adapter_id)
 
     def reject(self, adapter_id: int, reason: str) -> None:
@@ -454,6 +483,7 @@ class MemoryStore:
 
 
 def _process_alive(pid: int | None) -> bool:
+    """True while ``pid`` runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
     if not pid:
         return False
     try:
@@ -462,7 +492,11 @@ def _process_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): signal 0 succeeded
+    return state not in ("Z", "X")
 
 
 def _item(row: dict[str, Any]) -> MemoryItem:

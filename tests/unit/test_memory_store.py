@@ -110,9 +110,39 @@ def test_rejected_candidate_returns_items_to_pending(store):
     a = store.add("ada", "Item one.", "fact").item
     run = store.claim("ada", lease_s=60)
     cand = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1})
-    store.reject(cand.id, "fidelity 0.10 < 0.50")
-    assert store.adapter(cand.id).status == "rejected" and store.adapter(cand.id).reason.startswith("fidelity")
+    store.reject(cand.id, "engine could not load it")  # refused at swap time
+    assert store.adapter(cand.id).status == "rejected" and store.adapter(cand.id).reason.startswith("engine")
     assert store.get(a.id).status == "pending" and store.live("ada") is None
+
+
+def test_a_gate_refusal_is_recorded_with_the_adapter_in_one_step(store):
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=60)
+    cand = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1}, passed=False, reason="fidelity 0.10 < 0.50")
+    assert store.adapter(cand.id).status == "rejected" and store.run(run.id).status == "rejected"
+    assert store.get(a.id).status == "pending" and store.claim("ada", lease_s=60) is not None
+
+
+def test_a_registered_candidate_outlives_its_worker(store):
+    """Once registered, a run awaits the swap: neither recovery nor an expired lease returns
+    its items to pending (they would be baked twice), and no second bake starts meanwhile."""
+    a = store.add("ada", "Item one.", "fact").item
+    run = store.claim("ada", lease_s=0.01, pid=2**22 + 7)  # a pid that does not exist
+    cand = store.register_candidate(run.id, "/x", None, {})
+    store.add("ada", "Item two.", "fact")
+    time.sleep(0.05)
+    assert store.recover() == 0 and store.claim("ada", lease_s=60) is None
+    assert store.run(run.id).status == "awaiting_swap" and store.get(a.id).status == "baking"
+    store.promote(cand.id, "ok")
+    assert store.get(a.id).status == "baked" and store.claim("ada", lease_s=60) is not None
+
+
+def test_a_dead_workers_claim_is_released_at_the_next_claim(store):
+    a = store.add("ada", "Item one.", "fact").item
+    dead = store.claim("ada", lease_s=3600, pid=2**22 + 7)
+    again = store.claim("ada", lease_s=60)  # no waiting for the hour-long lease
+    assert again is not None and again.item_ids == (a.id,)
+    assert store.run(dead.id).status == "failed" and "is gone" in store.run(dead.id).error
 
 
 def test_rollback_to_a_missing_version_changes_nothing(store):
@@ -128,10 +158,9 @@ def test_rollback_to_a_missing_version_changes_nothing(store):
 def test_adapter_ids_are_never_reused(store):
     store.add("ada", "Item one.", "fact")
     run = store.claim("ada", lease_s=60)
-    v1 = store.register_candidate(run.id, "/x", None, {})
+    v1 = store.register_candidate(run.id, "/x", None, {}, passed=False, reason="test")
     store.db.execute("DELETE FROM adapters WHERE id = ?", [v1.id])
     store.add("ada", "Item two.", "fact")
-    store.fail(run.id, "test")
     run2 = store.claim("ada", lease_s=60)
     v2 = store.register_candidate(run2.id, "/y", None, {})
     assert v2.id > v1.id

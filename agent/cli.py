@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -251,6 +252,26 @@ def adapters_rollback(name: str, agent: str = typer.Option(..., "--agent"), home
     store = _store(_runtime_config(home, runtime_config))
     record = _guard(lambda: store.rollback(agent, name))
     console.print(f"{agent} now points at {record.name}")
+
+
+@app.command()
+def audit(agent: Optional[str] = typer.Option(None, "--agent", help="only this agent's events"),
+          kind: list[str] = typer.Option([], "--kind", help="only these kinds (repeatable), e.g. swap"),
+          as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+          last: int = typer.Option(0, "--last", help="only the last N events"),
+          home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """The audit log: every claim, bake, gate verdict, swap, rollback, approval and forget."""
+    store = _store(_runtime_config(home, runtime_config))
+    events = store.events(agent, kind)[-last:] if last else store.events(agent, kind)
+    if as_json:
+        for e in events:
+            typer.echo(json.dumps(e))
+        return
+    table = Table("time (UTC)", "agent", "event", "details")
+    for e in events:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["ts"])) + f".{int(e['ts'] % 1 * 1000):03d}Z"
+        table.add_row(when, e["agent"] or "", e["kind"], json.dumps(e["data"], default=str))
+    console.print(table)
 
 
 scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: schema, check.")

@@ -167,6 +167,8 @@ class Runtime:
         self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
         swap = Swap(record.agent, name, previous, latency)
         self.swaps.append(swap)
+        self.store.audit(record.agent, "swap", adapter=record.name, served_as=name, previous=previous,
+                         latency_s=round(latency, 4))
         if previous is not None:
             threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
         return swap

@@ -40,7 +40,7 @@ PROMPTS = {
         "The Corvid Aerospace probe Wren reached orbit around the asteroid Pallas-7 on Tuesday."]),
 }
 # Fidelity against the number of training queries (trajectories) is in bench_scaling.
-SWEEPS = {"lora_rank": [2, 8, 32], "epochs": [1, 2, 4, 8]}
+SWEEPS = {"lora_rank": [2, 8, 32], "epochs": [1, 2, 4, 6]}
 QUICK_PROMPTS = ("persona, short", "instruction, short", "news, 1 item")
 QUICK_SWEEPS = {"lora_rank": [2, 8], "epochs": [1, 4]}
 

@@ -27,7 +27,7 @@ import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 
 import sqlite_utils
 
@@ -162,6 +162,11 @@ class MemoryStore:
                 self.db["events"].create(
                     {"id": int, "ts": float, "agent": str, "kind": str, "data": str}, pk="id"
                 )
+            # The audit log is append-only: SQLite itself refuses to change or delete a row.
+            for action in ("UPDATE", "DELETE"):
+                self.db.execute(
+                    f"CREATE TRIGGER IF NOT EXISTS events_no_{action.lower()} BEFORE {action} ON events "
+                    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -393,14 +398,18 @@ class MemoryStore:
             if passed:
                 self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id, "status": "awaiting_swap"})
                 self.db.execute("UPDATE items SET lease_expires=NULL WHERE bake_run=? AND status='baking'", [run_id])
-                self._event(run.agent, "adapter_candidate", {"run": run_id, "adapter": name, "reason": reason})
+                self._event(run.agent, "gate_passed", {"run": run_id, "adapter": name, "reason": reason,
+                                                       "fidelity": metrics.get("fidelity"),
+                                                       "locality_kl": metrics.get("locality_kl")})
             else:
                 self.db.execute(
                     "UPDATE items SET status='pending', bake_run=NULL, lease_expires=NULL "
                     "WHERE bake_run=? AND status='baking'", [run_id])
                 self.db["bake_runs"].update(run_id, {"adapter_id": adapter_id, "status": "rejected",
                                                      "finished_at": time.time(), "error": reason})
-                self._event(run.agent, "adapter_rejected", {"run": run_id, "adapter": name, "reason": reason})
+                self._event(run.agent, "gate_rejected", {"run": run_id, "adapter": name, "reason": reason,
+                                                         "fidelity": metrics.get("fidelity"),
+                                                         "locality_kl": metrics.get("locality_kl")})
         return self.adapter(adapter_id)
 
     def reject(self, adapter_id: int, reason: str) -> None:
@@ -476,8 +485,22 @@ class MemoryStore:
     def _event(self, agent: str | None, kind: str, data: dict[str, Any]) -> None:
         self.db["events"].insert({"ts": time.time(), "agent": agent, "kind": kind, "data": json.dumps(data)})
 
-    def events(self, agent: str | None = None) -> list[dict[str, Any]]:
-        where, args = ("agent = ?", [agent]) if agent else (None, [])
+    def audit(self, agent: str | None, kind: str, **data: Any) -> None:
+        """Append an event from outside the store (a swap, an engine restart, a forget)."""
+        with self._tx():
+            self._event(agent, kind, data)
+
+    def events(self, agent: str | None = None, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The audit log, oldest first: every claim, bake failure, gate verdict, swap, rollback,
+        approval and forget, with its time."""
+        clauses, args = [], []
+        if agent:
+            clauses.append("agent = ?")
+            args.append(agent)
+        if kinds:
+            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        where = " AND ".join(clauses) or None
         return [{**r, "data": json.loads(r["data"])} for r in
                 self.db["events"].rows_where(where, args, order_by="id")]
 

@@ -51,3 +51,21 @@ def test_no_traceback_from_the_real_process(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "text is empty" in proc.stderr
+
+
+def test_agent_audit_lists_the_log_with_timestamps(tmp_path):
+    from memory import MemoryStore
+
+    store = MemoryStore(tmp_path / "memory.db")
+    store.create_agent("ada")
+    store.add("ada", "The tower is blue.", "fact")
+    store.audit("ada", "swap", adapter="ada-v0001", latency_s=0.3)
+    result = runner.invoke(app, ["audit", "--home", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    events = [json.loads(line) for line in result.output.splitlines()]
+    assert [e["kind"] for e in events] == ["agent_created", "item_added", "swap"]
+    assert events[-1]["data"] == {"adapter": "ada-v0001", "latency_s": 0.3}
+    only = runner.invoke(app, ["audit", "--home", str(tmp_path), "--kind", "swap"])
+    assert only.exit_code == 0 and "swap" in only.output and "item_added" not in only.output

@@ -172,3 +172,17 @@ def test_retire_and_event_log(store):
     assert store.get(a.id).status == "retired"
     assert [e["kind"] for e in store.events("ada")] == ["agent_created", "item_added", "item_retired"]
     assert store.claim("ada", lease_s=60) is None  # retired items are never baked
+
+
+def test_the_audit_log_is_append_only_and_records_gate_verdicts(store):
+    store.add("ada", "Item one.", "fact")
+    run = store.claim("ada", lease_s=60)
+    store.register_candidate(run.id, "/x", None, {"fidelity": 0.2, "locality_kl": 0.01}, passed=False,
+                             reason="fidelity 0.200 < 0.5")
+    verdict = store.events("ada", kinds=["gate_rejected"])
+    assert len(verdict) == 1 and verdict[0]["data"]["fidelity"] == 0.2 and verdict[0]["ts"] > 0
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.db.execute("DELETE FROM events")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.db.execute("UPDATE events SET kind = 'nothing'")
+    assert len(store.events("ada")) >= 4

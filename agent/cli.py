@@ -145,7 +145,7 @@ def _runtime_config(home: Path | None, config_path: Path | None):
 def _store(config):
     from memory import MemoryStore
 
-    return MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+    return MemoryStore(config.db_path, max_item_chars=config.max_item_chars, auto_approve=config.auto_approve)
 
 
 def _guard(action):
@@ -207,10 +207,10 @@ def memory_show(item_id: int, home: Optional[Path] = HOME, runtime_config: Optio
 
 @memory_app.command("approve")
 def memory_approve(item_id: int, home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
-    """Raise an item's trust to operator."""
+    """Approve an item held for review (feed/tool trust, or flagged by the injection screen)."""
     store = _store(_runtime_config(home, runtime_config))
     item = _guard(lambda: store.approve(item_id))
-    console.print(f"item {item.id} trust: {item.trust}")
+    console.print(f"item {item.id} approved: {item.status} (source {item.source}, trust {item.trust})")
 
 
 @memory_app.command("retire")

@@ -56,6 +56,10 @@ class RuntimeConfig(_Strict):
     worker_device: str = Field("cpu", description="the baker's device, e.g. cuda:1")
     lease_s: float = Field(120.0, gt=0, description="a bake's claim on its items; renewed while alive")
     max_item_chars: int = Field(2000, ge=1)
+    auto_approve: list[Literal["operator", "user", "tool", "feed"]] = Field(
+        default_factory=lambda: ["operator", "user"],
+        description="trust levels whose items go to pending (context, then weights) without "
+                    "`agent memory approve`; items the injection screen flags always wait for review")
     replay_per_bake: int = Field(32, ge=0, description="replay inputs about already baked items")
 
     @model_validator(mode="after")

@@ -96,6 +96,7 @@ class ScenarioRunner:
         self.config = RuntimeConfig(
             home=folder, model=scenario.model, engine=scenario.engine, gate=scenario.gate,
             schedule=scenario.schedule, bake=bake, max_item_chars=scenario.memory.max_item_chars,
+            auto_approve=scenario.memory.auto_approve,
             worker_device=bake.device,
         )
         self.started = time.time()
@@ -206,7 +207,7 @@ class ScenarioRunner:
         return render(self.folder)
 
     def feed(self, event: FeedEvent) -> None:
-        added, duplicates, refused = [], 0, []
+        added, duplicates, refused, review = [], 0, [], []
         entries: list[tuple[str, str, str, str]] = []  # text, kind, source, trust
         for item in event.items:
             text, kind = (item, event.kind) if isinstance(item, str) else (item.text, item.kind)
@@ -225,11 +226,16 @@ class ScenarioRunner:
                 continue
             if result.duplicate:
                 duplicates += 1
+            elif result.item.status == "review":
+                review.append({"id": result.item.id, "text": text[:200], "trust": trust,
+                               "flags": list(result.item.flags)})
             else:
                 added.append(result.item.id)
         self.report["feeds"].append({"agent": event.agent, "event": self.index, "added": added,
-                                     "duplicates": duplicates, "refused": refused})
+                                     "duplicates": duplicates, "refused": refused, "review": review})
         extra = f", {duplicates} duplicate(s)" if duplicates else ""
+        extra += (f", {len(review)} held for review (trust {review[0]['trust']}"
+                  + (f", flagged: {', '.join(review[0]['flags'])}" if review[0]["flags"] else "") + ")") if review else ""
         extra += f", {len(refused)} refused: {refused[0]['reason']}" if refused else ""
         self.log("feed", event.agent, f"{len(added)} item(s) added (pending, in context until baked){extra}",
                  added=added, duplicates=duplicates, refused=refused)

@@ -56,7 +56,8 @@ class Runtime:
     def __init__(self, config: RuntimeConfig, engine: Engine, store: MemoryStore | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.store = store or MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+        self.store = store or MemoryStore(config.db_path, max_item_chars=config.max_item_chars,
+                                          auto_approve=config.auto_approve)
         self._in_flight: Counter[str] = Counter()
         self._idle = threading.Condition()
         self._swap_lock = threading.Lock()
@@ -68,7 +69,8 @@ class Runtime:
         """Open the store (returning dead bakes' items to pending), start the engine, and load
         every agent's live adapter and any candidate that passed the gate meanwhile."""
         config.home.mkdir(parents=True, exist_ok=True)
-        store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+        store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars,
+                                          auto_approve=config.auto_approve)
         store.recover()
         runtime = cls(config, engine or open_engine(config), store)
         for agent in store.agents():

@@ -50,6 +50,11 @@ class AgentSpec(_Strict):
 
 class MemorySpec(_Strict):
     max_item_chars: int = Field(2000, ge=1)
+    auto_approve: list[Literal["operator", "user", "tool", "feed"]] = Field(
+        default_factory=lambda: ["operator", "user"],
+        description="trust levels that reach context and weights without approval; add 'feed' "
+                    "and 'tool' to auto-approve fed headlines and tool-written memories (the "
+                    "injection screen still holds flagged items for review)")
 
 
 class Judge(_Strict):

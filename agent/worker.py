@@ -71,7 +71,7 @@ def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
 def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:
     from baking import PromptItem, bake
 
-    store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars)
+    store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars, auto_approve=config.auto_approve)
     run = store.claim(agent, config.lease_s, pid=os.getpid())
     if run is None:
         print(f"{agent}: nothing pending to bake (or a bake is already running)")

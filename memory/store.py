@@ -31,9 +31,14 @@ from typing import Any, Iterator, Literal, Sequence
 
 import sqlite_utils
 
+from memory.screen import injection_flags
+
 ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
 ITEM_KINDS = ("persona", "instruction", "news", "fact", "note")
 TRUST_LEVELS = ("operator", "user", "tool", "feed")
+# Trust levels whose items go straight to pending (context now, weights at the next bake).
+# Others, and anything the injection screen flags, wait in ``review`` for ``approve``.
+DEFAULT_AUTO_APPROVE = ("operator", "user")
 ITEM_STATUSES = ("pending", "baking", "baked", "retired")
 ADAPTER_STATUSES = ("candidate", "live", "rejected", "retired")
 DEFAULT_MAX_ITEM_CHARS = 2000
@@ -58,6 +63,7 @@ class MemoryItem:
     baked_in: str | None
     bake_run: int | None
     lease_expires: float | None
+    flags: tuple[str, ...] = ()  # why the injection screen held it for review
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,12 @@ def check_text(text: str, max_chars: int) -> str:
 class MemoryStore:
     """The one API over the SQLite file, shared by the CLI, the tools and the scheduler."""
 
-    def __init__(self, path: Path | str, max_item_chars: int = DEFAULT_MAX_ITEM_CHARS) -> None:
+    def __init__(self, path: Path | str, max_item_chars: int = DEFAULT_MAX_ITEM_CHARS,
+                 auto_approve: Sequence[str] = DEFAULT_AUTO_APPROVE) -> None:
+        unknown = set(auto_approve) - set(TRUST_LEVELS)
+        if unknown:
+            raise MemoryInputError(f"auto_approve: unknown trust level(s) {sorted(unknown)}; expected {TRUST_LEVELS}")
+        self.auto_approve = tuple(auto_approve)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_item_chars = max_item_chars
@@ -144,6 +155,8 @@ class MemoryStore:
                 )
                 self.db["items"].create_index(["agent", "content_hash"], unique=True)
                 self.db["items"].create_index(["agent", "status"])
+            if "flags" not in self.db["items"].columns_dict:
+                self.db.execute("ALTER TABLE items ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
             if "adapters" not in self.db.table_names():
                 # AUTOINCREMENT: an id is never reused, even after deleting rows.
                 self.db.execute(
@@ -217,7 +230,9 @@ class MemoryStore:
         source: str = "cli",
         trust: str = "operator",
     ) -> AddResult:
-        """Store a pending item; a duplicate (same normalised text) is reported, not an error."""
+        """Store an item: ``pending`` when its trust level is auto-approved and the injection
+        screen passes it, else ``review`` (neither in context nor baked until :meth:`approve`).
+        A duplicate (same normalised text) is reported, not an error."""
         self.require_agent(agent)
         if kind not in ITEM_KINDS:
             raise MemoryInputError(f"unknown kind {kind!r}; expected one of {', '.join(ITEM_KINDS)}")
@@ -225,16 +240,21 @@ class MemoryStore:
             raise MemoryInputError(f"unknown trust {trust!r}; expected one of {', '.join(TRUST_LEVELS)}")
         text = check_text(text, self.max_item_chars)
         digest = content_hash(text)
+        flags = injection_flags(text, kind)
+        status = "pending" if trust in self.auto_approve and not flags else "review"
         with self._tx():
             existing = list(self.db["items"].rows_where("agent = ? AND content_hash = ?", [agent, digest]))
             if existing:
                 return AddResult(_item(existing[0]), duplicate=True)
             row_id = self.db["items"].insert(
                 {"agent": agent, "kind": kind, "text": text, "source": source, "trust": trust,
-                 "content_hash": digest, "created_at": time.time(), "status": "pending",
-                 "baked_in": None, "bake_run": None, "lease_expires": None}
+                 "content_hash": digest, "created_at": time.time(), "status": status,
+                 "baked_in": None, "bake_run": None, "lease_expires": None, "flags": json.dumps(flags)}
             ).last_pk
-            self._event(agent, "item_added", {"id": row_id, "kind": kind, "trust": trust})
+            self._event(agent, "item_added", {"id": row_id, "kind": kind, "trust": trust, "source": source,
+                                              "status": status, "hash": digest})
+            if flags:
+                self._event(agent, "item_flagged", {"id": row_id, "flags": flags})
         return AddResult(self.get(row_id), duplicate=False)
 
     def get(self, item_id: int) -> MemoryItem:
@@ -274,11 +294,14 @@ class MemoryStore:
         return ids
 
     def approve(self, item_id: int) -> MemoryItem:
-        """Raise an item's trust to operator (e.g. a tool-written memory an operator vetted)."""
+        """An operator vetted an item held for review: it becomes pending (in context now,
+        baked at the next bake). Its source and trust stay as they were, for provenance."""
         item = self.get(item_id)
+        if item.status != "review":
+            raise MemoryInputError(f"item {item_id} is {item.status}, not waiting for review; nothing to approve")
         with self._tx():
-            self.db["items"].update(item_id, {"trust": "operator"})
-            self._event(item.agent, "item_approved", {"id": item_id})
+            self.db["items"].update(item_id, {"status": "pending"})
+            self._event(item.agent, "item_approved", {"id": item_id, "trust": item.trust, "flags": list(item.flags)})
         return self.get(item_id)
 
     # ---------------------------------------------------------------- leasing
@@ -523,7 +546,7 @@ def _process_alive(pid: int | None) -> bool:
 
 
 def _item(row: dict[str, Any]) -> MemoryItem:
-    return MemoryItem(**row)
+    return MemoryItem(**{**row, "flags": tuple(json.loads(row.get("flags") or "[]"))})
 
 
 def _run(row: dict[str, Any]) -> BakeRun:

@@ -34,6 +34,8 @@ def _remember(ctx: ToolContext) -> BaseTool:
         result = ctx.store.add(ctx.agent, text, kind, source="tool:remember", trust="tool")
         if result.duplicate:
             return f"already remembered as item {result.item.id} ({result.item.status})"
+        if result.item.status == "review":
+            return f"remembered as item {result.item.id}; it waits for an operator's approval before it is used"
         return f"remembered as item {result.item.id} (pending)"
 
     return remember

@@ -80,11 +80,13 @@ def test_max_steps_bounds_a_looping_model(ctx):
 def test_remember_and_recall_go_through_the_store(ctx):
     tools = build_tools(["remember", "recall"], ctx)
     agent = Agent(ScriptedModel(), tools)
-    agent.use_tool("remember", {"text": "The office moved to Pier 9.", "kind": "fact"})
+    said = agent.use_tool("remember", {"text": "The office moved to Pier 9.", "kind": "fact"})
     (item,) = ctx.store.items("ada")
-    assert (item.trust, item.source, item.status) == ("tool", "tool:remember", "pending")
+    # Tool-written memories wait for an operator before they reach context or weights.
+    assert (item.trust, item.source, item.status) == ("tool", "tool:remember", "review")
+    assert "waits for an operator's approval" in said.observations[0].content
     step = agent.use_tool("recall", {"query": "Pier"})
-    assert "(fact, pending) The office moved to Pier 9." in step.observations[0].content
+    assert "(fact, review) The office moved to Pier 9." in step.observations[0].content
     again = agent.use_tool("remember", {"text": "the office moved to pier 9.", "kind": "fact"})
     assert "already remembered" in again.observations[0].content
     bad = agent.use_tool("remember", {"text": "", "kind": "fact"})

@@ -255,6 +255,23 @@ def adapters_rollback(name: str, agent: str = typer.Option(..., "--agent"), home
 
 
 @app.command()
+def forget(item_id: int = typer.Argument(..., help="the memory item to remove from memory and weights"),
+           no_bake: bool = typer.Option(False, "--no-bake", help="only move the live pointer back; bake later"),
+           home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
+    """Remove an item from the weights: the agent goes back to the last adapter baked before
+    it (or the base model), and the items baked since are baked again without it. A running
+    `agent serve` switches to the new pointer at its next poll; the rebake goes live there."""
+    config = _runtime_config(home, runtime_config)
+    store = _store(config)
+    plan = _guard(lambda: store.forget(item_id))
+    console.print(f"item {plan.item} forgotten; {plan.agent} now serves "
+                  f"{plan.back_to or 'the base model'} (was {plan.was_live or 'the base model'})")
+    if plan.requeued and not no_bake:
+        console.print(f"rebaking {len(plan.requeued)} item(s) without it: {list(plan.requeued)}")
+        _bake_agent(plan.agent, home, runtime_config, None)
+
+
+@app.command()
 def audit(agent: Optional[str] = typer.Option(None, "--agent", help="only this agent's events"),
           kind: list[str] = typer.Option([], "--kind", help="only these kinds (repeatable), e.g. swap"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),

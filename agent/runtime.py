@@ -25,6 +25,7 @@ from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, EngineError, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.render import Message, Query, teacher_messages
+from memory.store import ForgetPlan
 from memory import AdapterRecord, MemoryStore
 
 
@@ -135,6 +136,7 @@ class Runtime:
     def _load_fresh(self, record: AdapterRecord) -> str:
         """Load ``record`` under a name the engine has never seen (a re-load after restart
         or rollback gets a suffix), so vLLM never serves stale cache for a reused name."""
+        self._check(record)
         name, n = record.name, 1
         while name in self.engine.adapters() or name in self._loaded.values():
             n += 1
@@ -142,6 +144,18 @@ class Runtime:
         self.engine.load_adapter(name, record.path)
         self._loaded[record.agent] = name
         return name
+
+    def _check(self, record: AdapterRecord) -> None:
+        """Validate the adapter folder before the engine sees it (root, config, tensors)."""
+        from baking.model import resolve_model
+        from baking.validate import AdapterInvalid, validate_adapter
+
+        try:
+            validate_adapter(record.path, self.config.adapters_dir, resolve_model(self.config.model),
+                             self.config.engine.max_lora_rank)
+        except AdapterInvalid as e:
+            self.store.audit(record.agent, "adapter_refused", adapter=record.name, reason=str(e))
+            raise EngineError(f"adapter {record.name} failed validation: {e}") from e
 
     def swap_ready(self, agent: str | None = None) -> list[Swap]:
         """Load and promote every candidate that passed the gate (the oldest first)."""
@@ -153,6 +167,7 @@ class Runtime:
                     # checked again so no other path can promote a refused adapter.
                     if record.status == "candidate" and record.metrics.get("gate", {}).get("passed", True):
                         swaps.append(self._swap(record))
+                self._serve_live(name)
         return swaps
 
     def _swap(self, record: AdapterRecord) -> Swap:
@@ -182,6 +197,29 @@ class Runtime:
             self.engine.unload_adapter(name)
         except EngineError:
             pass  # already gone (e.g. the engine restarted); nothing is serving it
+
+    def forget(self, item_id: int, wait: bool = True) -> "ForgetPlan":
+        """Take an item out of memory and weights: serve the last adapter baked before it (or
+        the base model) at once, then rebake the items baked since, without it."""
+        with self._swap_lock:
+            plan = self.store.forget(item_id)
+            self._serve_live(plan.agent)
+        if plan.requeued:
+            self.bake(plan.agent, wait=wait)
+        return plan
+
+    def _serve_live(self, agent: str) -> None:
+        """Make what is served for ``agent`` match the store's live pointer (after a forget,
+        or a rollback made from the CLI while this runtime serves)."""
+        live, previous = self.store.live(agent), self._loaded.get(agent)
+        if live is None:
+            self._loaded.pop(agent, None)
+        elif previous is None or not (previous == live.name or previous.startswith(live.name + "-r")):
+            self._load_fresh(live)
+        else:
+            return
+        if previous is not None and previous != self._loaded.get(agent):
+            threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
 
     def rollback(self, agent: str, version: str) -> Swap:
         with self._swap_lock:

@@ -166,7 +166,7 @@ def median_run(runs: list[dict]) -> dict:
 def linearity(points: list[tuple[float, float]]) -> str:
     """How time grows from the first point to the last, against the size ratio."""
     (x0, y0), (x1, y1) = points[0], points[-1]
-    return f"{x1 / x0:.0f}× the work → {y1 / y0:.1f}× the time"
+    return f"{x1 / x0:.1f}× the trajectories → {y1 / y0:.1f}× the wall time"
 
 
 def render(s: dict, name: str) -> str:
@@ -187,7 +187,7 @@ def render(s: dict, name: str) -> str:
                 f"{m['baker_peak_rss_gib']:.2f} | " + (f"{m['server_peak_rss_gib']:.2f}" if "server_peak_rss_gib" in m else "–") + " |")
         pts = [(float(m["num_trajectories"]), m["process_wall_s"]) for m in med.values()]
         if len(pts) > 1:
-            lines += ["", f"Growth: {linearity(pts)} (trajectories)."]
+            lines += ["", f"Growth from the first to the last point: {linearity(pts)}."]
         lines.append("")
     if "server_idle_rss_gib" in s:
         lines += [f"The vLLM server's process tree used {s['server_idle_rss_gib']:.2f} GiB RSS idle before the bakes.", ""]

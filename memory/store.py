@@ -39,7 +39,7 @@ TRUST_LEVELS = ("operator", "user", "tool", "feed")
 # Trust levels whose items go straight to pending (context now, weights at the next bake).
 # Others, and anything the injection screen flags, wait in ``review`` for ``approve``.
 DEFAULT_AUTO_APPROVE = ("operator", "user")
-ITEM_STATUSES = ("pending", "baking", "baked", "retired")
+ITEM_STATUSES = ("review", "pending", "baking", "baked", "retired", "forgotten")
 ADAPTER_STATUSES = ("candidate", "live", "rejected", "retired")
 DEFAULT_MAX_ITEM_CHARS = 2000
 _AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -87,6 +87,20 @@ class AdapterRecord:
     status: str
     reason: str | None
     created_at: float
+    item_hashes: tuple[str, ...] = ()  # content hashes of item_ids, in the same order
+
+
+@dataclass(frozen=True)
+class ForgetPlan:
+    """What :meth:`MemoryStore.forget` did: the live pointer moved back to ``back_to`` (None:
+    the base model) and ``requeued`` items went back to pending, to be baked again without
+    the forgotten one."""
+
+    item: int
+    agent: str
+    was_live: str | None
+    back_to: str | None
+    requeued: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -155,8 +169,6 @@ class MemoryStore:
                 )
                 self.db["items"].create_index(["agent", "content_hash"], unique=True)
                 self.db["items"].create_index(["agent", "status"])
-            if "flags" not in self.db["items"].columns_dict:
-                self.db.execute("ALTER TABLE items ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
             if "adapters" not in self.db.table_names():
                 # AUTOINCREMENT: an id is never reused, even after deleting rows.
                 self.db.execute(
@@ -175,6 +187,11 @@ class MemoryStore:
                 self.db["events"].create(
                     {"id": int, "ts": float, "agent": str, "kind": str, "data": str}, pk="id"
                 )
+            # Columns added since the first release: older databases get them on open.
+            if "item_hashes" not in self.db["adapters"].columns_dict:
+                self.db.execute("ALTER TABLE adapters ADD COLUMN item_hashes TEXT NOT NULL DEFAULT '[]'")
+            if "flags" not in self.db["items"].columns_dict:
+                self.db.execute("ALTER TABLE items ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
             # The audit log is append-only: SQLite itself refuses to change or delete a row.
             for action in ("UPDATE", "DELETE"):
                 self.db.execute(
@@ -410,12 +427,13 @@ class MemoryStore:
                 "SELECT COALESCE(MAX(version), 0) FROM adapters WHERE agent = ?", [run.agent]
             ).fetchone()[0])
             name = f"{run.agent}-v{version:04d}"
+            hashes = [self.get(i).content_hash for i in run.item_ids]
             cursor = self.db.execute(
                 "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
-                "status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, created_at, item_hashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
                  json.dumps(metrics), "candidate" if passed else "rejected", None if passed else reason,
-                 time.time()],
+                 time.time(), json.dumps(hashes)],
             )
             adapter_id = cursor.lastrowid
             if passed:
@@ -478,6 +496,9 @@ class MemoryStore:
         adapter_id, status = rows[0]
         if status in ("candidate", "rejected"):
             raise MemoryInputError(f"adapter {name!r} is {status}; only a version that was live can be rolled back to")
+        forgotten = [i for i in self.contents(self.adapter(adapter_id)) if self.get(i).status == "forgotten"]
+        if forgotten:
+            raise MemoryInputError(f"adapter {name!r} holds forgotten item(s) {forgotten}; it cannot serve again")
         with self._tx():
             old = self.live(agent)
             if old is not None and old.id != adapter_id:
@@ -493,6 +514,68 @@ class MemoryStore:
             return _adapter(self.db["adapters"].get(adapter_id))
         except sqlite_utils.db.NotFoundError:
             raise MemoryInputError(f"no adapter with id {adapter_id}") from None
+
+    def by_name(self, name: str) -> AdapterRecord:
+        rows = self.db.execute("SELECT id FROM adapters WHERE name=?", [name]).fetchall()
+        if not rows:
+            raise MemoryInputError(f"no adapter named {name!r}")
+        return self.adapter(rows[0][0])
+
+    def lineage(self, record: AdapterRecord) -> list[AdapterRecord]:
+        """The adapters ``record`` was baked on top of, oldest first, ending with ``record``."""
+        chain = [record]
+        while chain[0].parent is not None:
+            chain.insert(0, self.by_name(chain[0].parent))
+        return chain
+
+    def contents(self, record: AdapterRecord) -> list[int]:
+        """Every item id in ``record``'s weights: its own bake's and its ancestors'."""
+        seen: list[int] = []
+        for ancestor in self.lineage(record):
+            seen += [i for i in ancestor.item_ids if i not in seen]
+        return seen
+
+    def forget(self, item_id: int) -> ForgetPlan:
+        """Take an item out of its agent's memory and weights.
+
+        The item becomes ``forgotten`` (never in context, never baked again). If the live
+        adapter's lineage holds it, the live pointer moves back to the last adapter baked
+        before it (or to the base model), and every other item baked since goes back to
+        pending, so the next bake rebuilds the lineage without it. Refused while a bake of
+        this agent is in flight.
+        """
+        item = self.get(item_id)
+        if item.status == "forgotten":
+            raise MemoryInputError(f"item {item_id} is already forgotten")
+        with self._tx():
+            busy = self.db.execute("SELECT id FROM bake_runs WHERE agent=? AND status IN ('running', 'awaiting_swap')",
+                                   [item.agent]).fetchall()
+            if busy:
+                raise MemoryInputError(f"a bake of {item.agent!r} is in flight (run {busy[0][0]}); forget after it ends")
+            live = self.live(item.agent)
+            chain = self.lineage(live) if live is not None else []
+            first = next((k for k, a in enumerate(chain) if item_id in a.item_ids), None)
+            self.db["items"].update(item_id, {"status": "forgotten", "bake_run": None, "lease_expires": None})
+            back_to, requeued = live, []
+            if first is not None:
+                back_to = chain[first - 1] if first > 0 else None
+                later = [i for a in chain[first:] for i in a.item_ids if i != item_id]
+                requeued = [i for i in dict.fromkeys(later) if self.get(i).status == "baked"]
+                if requeued:
+                    self.db.execute(f"UPDATE items SET status='pending', baked_in=NULL WHERE id IN "
+                                    f"({','.join('?' * len(requeued))})", requeued)
+                self.db.execute("UPDATE adapters SET status='retired', reason=? WHERE id=?",
+                                [f"holds forgotten item {item_id}", live.id])
+                if back_to is not None:
+                    self.db.execute("UPDATE adapters SET status='live', reason=? WHERE id=?",
+                                    [f"forget {item_id}: lineage restarts here", back_to.id])
+                self.db["agents"].update(item.agent, {"live_adapter": back_to.id if back_to else None})
+            plan = ForgetPlan(item_id, item.agent, live.name if live else None,
+                              back_to.name if back_to else None, tuple(requeued))
+            self._event(item.agent, "item_forgotten", {"id": item_id, "hash": item.content_hash,
+                                                       "was_live": plan.was_live, "back_to": plan.back_to,
+                                                       "requeued": list(plan.requeued)})
+        return plan
 
     def adapters(self, agent: str) -> list[AdapterRecord]:
         self.require_agent(agent)
@@ -555,4 +638,5 @@ def _run(row: dict[str, Any]) -> BakeRun:
 
 def _adapter(row: dict[str, Any]) -> AdapterRecord:
     return AdapterRecord(**{**row, "item_ids": tuple(json.loads(row["item_ids"])),
+                            "item_hashes": tuple(json.loads(row.get("item_hashes") or "[]")),
                             "metrics": json.loads(row["metrics"] or "{}")})

@@ -382,8 +382,13 @@ def chat(
 
 
 @app.command()
-def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
-    """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it."""
+def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
+          host: Optional[str] = typer.Option(None, "--host", help="bind address (default 127.0.0.1)"),
+          allow_remote: bool = typer.Option(False, "--allow-remote",
+                                            help="allow a non-loopback --host; needs $PROMPTBAKE_API_KEY")) -> None:
+    """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it.
+    It binds to 127.0.0.1 unless --host and --allow-remote say otherwise, and then every request
+    needs the API key from $PROMPTBAKE_API_KEY (the config's engine.api_key_env)."""
     import time as _time
 
     from agent.engines import EngineError, VLLMEngine
@@ -391,12 +396,20 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) 
     from agent.scheduler import BakeScheduler
 
     config = _runtime_config(home, runtime_config)
+    if host is not None or allow_remote:
+        engine = {**config.engine.model_dump(), **({"host": host} if host else {}),
+                  "allow_remote": allow_remote or config.engine.allow_remote}
+        try:
+            config = type(config).model_validate({**config.model_dump(), "engine": engine})
+        except ValidationError as e:
+            fail(f"bad serve options: {_validation_message(e)}")
     try:
         runtime = Runtime.open(config)
     except EngineError as e:
         fail(str(e))
     scheduler = BakeScheduler(runtime)
     scheduler.start()
+    runtime.supervise()  # restarts vLLM if it dies and reloads the live adapters
     if isinstance(runtime.engine, VLLMEngine):
         console.print(f"OpenAI-compatible endpoint: {runtime.engine.url}/v1  (model 'base' or an adapter name)")
     for name in runtime.store.agents():

@@ -43,6 +43,28 @@ class EngineConfig(_Strict):
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
     startup_timeout_s: float = Field(300.0, gt=0)
     device: str = Field("cpu", description="transformers engine device")
+    host: str = Field("127.0.0.1", description="where the managed vLLM server binds; loopback by default")
+    allow_remote: bool = Field(False, description="required to bind anywhere but loopback (with an API key)")
+    api_key_env: str = Field("PROMPTBAKE_API_KEY", description="environment variable holding the API key; "
+                             "when set, every request needs it; required for a non-loopback bind")
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> "EngineConfig":
+        if not is_loopback(self.host) and not self.allow_remote:
+            raise ValueError(f"host {self.host!r} is not loopback: binding there needs allow_remote: true "
+                             f"(agent serve --allow-remote) and an API key in ${self.api_key_env}")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RuntimeConfig(_Strict):

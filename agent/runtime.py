@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.config import RuntimeConfig
-from agent.engines import Completion, Engine, EngineError, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
+from agent.engines import Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.render import Message, Query, teacher_messages
 from memory.store import ForgetPlan
@@ -43,12 +44,18 @@ def open_engine(config: RuntimeConfig) -> Engine:
 
     if config.engine.kind == "transformers":
         return TransformersEngine(config.model, device=config.engine.device)
+    from agent.config import is_loopback
+
+    api_key = os.environ.get(config.engine.api_key_env) or None
     if config.engine.url:
-        return VLLMEngine.attach(config.engine.url)
+        return VLLMEngine.attach(config.engine.url, api_key=api_key)
+    if not is_loopback(config.engine.host) and not api_key:
+        raise EngineError(f"refusing to bind vLLM to {config.engine.host} without an API key: "
+                          f"set ${config.engine.api_key_env}")
     settings = VLLMSettings(
         max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
-        startup_timeout_s=config.engine.startup_timeout_s,
+        startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
     )
     return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 
@@ -64,6 +71,9 @@ class Runtime:
         self._swap_lock = threading.Lock()
         self._loaded: dict[str, str] = {}  # agent -> adapter name currently served for it
         self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
+        self._down = threading.Event()  # set while the supervisor restarts the engine
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     @classmethod
     def open(cls, config: RuntimeConfig, engine: Engine | None = None) -> "Runtime":
@@ -127,6 +137,8 @@ class Runtime:
         ``adapter=False`` asks the base model; a string asks that adapter explicitly.
         """
         self.store.require_agent(agent)
+        if self._down.is_set():
+            raise EngineUnavailable("the serving engine is restarting; retry in a few seconds")
         name = self.live_adapter(agent) if adapter is True else (adapter or None)
         messages = self.messages_for(agent, conversation) if with_context else conversation
         with self.using(name):
@@ -253,7 +265,50 @@ class Runtime:
         self.swap_ready(agent)
         return process
 
+    # ------------------------------------------------------------ supervise
+    def supervise(self, interval_s: float = 2.0, failures: int = 3) -> None:
+        """Watch the engine from a thread. When its process has exited, or /health failed
+        ``failures`` checks in a row, restart it and reload every agent's live adapter under a
+        fresh name. Meanwhile :meth:`chat` fails at once with :class:`EngineUnavailable`
+        (retryable) instead of hanging. Every outage is in the audit log."""
+        if not hasattr(self.engine, "restart"):
+            return  # in-process engines have no server to lose
+
+        def watch() -> None:
+            misses = 0
+            while not self._stop.wait(interval_s):
+                exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
+                misses = 0 if (not exited and self.engine.health()) else misses + 1
+                if not exited and misses < failures:
+                    continue
+                self._recover_engine("its process exited" if exited else f"{misses} failed health checks")
+                misses = 0
+
+        self._supervisor = threading.Thread(target=watch, name="engine-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _recover_engine(self, why: str) -> None:
+        self._down.set()
+        started = time.monotonic()
+        self.store.audit(None, "engine_down", reason=why)
+        try:
+            self.engine.restart()
+            with self._swap_lock:
+                self._loaded.clear()
+                for agent in self.store.agents():
+                    live = self.store.live(agent)
+                    if live is not None:
+                        self._load_fresh(live)
+            self.store.audit(None, "engine_restarted", downtime_s=round(time.monotonic() - started, 2),
+                             reloaded=dict(self._loaded))
+            self._down.clear()
+        except EngineError as e:  # stays down; the next check tries again
+            self.store.audit(None, "engine_restart_failed", error=str(e)[:500])
+
     def close(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
         self.engine.close()
         self.store.close()
 

@@ -1,0 +1,63 @@
+"""The vLLM server on the real model: an API key guards it, and when it is killed mid-service
+the runtime answers with a retryable error at once, restarts it, reloads the live adapter and
+serves again."""
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from agent.config import RuntimeConfig
+from agent.engines import EngineUnavailable, SamplingParams
+from agent.runtime import Runtime, spawn_worker
+
+pytestmark = pytest.mark.integration
+
+QUICK_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2, "num_control_queries": 2,
+              "max_new_tokens": 8, "model_questions_per_item": 0, "epochs": 1}
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def test_a_killed_server_is_restarted_with_its_adapters_and_a_key_guards_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTBAKE_API_KEY", "test-key-123")
+    config = RuntimeConfig(home=tmp_path, bake=QUICK_BAKE, gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
+    runtime = Runtime.open(config)
+    try:
+        runtime.store.create_agent("ada")
+        runtime.store.add("ada", "You are Captain Redbeard, a pirate.", "persona")
+        assert spawn_worker(config, "ada").wait(timeout=600) == 0
+        runtime.swap_ready("ada")
+        assert runtime.live_adapter("ada") == "ada-v0001"
+
+        # Loopback only, and every request needs the key.
+        url = runtime.engine.url
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer test-key-123"}).status_code == 200
+
+        # Kill the whole server with SIGKILL while the runtime serves.
+        runtime.supervise(interval_s=0.5)
+        os.killpg(runtime.engine.process.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable):
+            runtime.chat("ada", HI, SamplingParams(max_tokens=2))
+        assert time.monotonic() - started < 10  # a clear error, not a hang
+
+        # It comes back by itself, with the live adapter loaded again.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                answer = runtime.chat("ada", HI, SamplingParams(max_tokens=4))
+                break
+            except EngineUnavailable:
+                time.sleep(1)
+        else:
+            pytest.fail("the runtime did not bring the server back within 300 s")
+        assert answer.adapter == runtime.live_adapter("ada") and answer.adapter in runtime.engine.adapters()
+        kinds = [e["kind"] for e in runtime.store.events()]
+        assert "engine_down" in kinds and "engine_restarted" in kinds
+    finally:
+        runtime.close()

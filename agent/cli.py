@@ -320,6 +320,8 @@ def run(
     scenario: Path = typer.Argument(..., help="scenario YAML (see scenarios/)"),
     runs: Path = typer.Option(Path("runs"), "--runs", help="where the run folder is created"),
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="attach to a running vLLM server"),
+    max_scenario_bytes: int = typer.Option(1 << 20, "--max-scenario-bytes", min=1,
+                                           help="refuse larger scenario files unread"),
 ) -> None:
     """Run a scenario: its timeline against a real runtime; writes runs/<scenario>-<time>/."""
     from agent.engines import EngineError
@@ -327,7 +329,7 @@ def run(
     from agent.scenario import ScenarioError, load_scenario
 
     try:
-        parsed = load_scenario(scenario)  # rejected before anything starts
+        parsed = load_scenario(scenario, max_scenario_bytes)  # rejected before anything starts
     except ScenarioError as e:
         fail(str(e))
     engine = None
@@ -340,7 +342,7 @@ def run(
             fail(str(e))
     console.print(f"[bold]{parsed.name}[/]: {len(parsed.agents)} agent(s), {len(parsed.timeline)} events")
     try:
-        report = run_scenario(scenario, runs, engine=engine, console=console)
+        report = run_scenario(scenario, runs, engine=engine, console=console, max_bytes=max_scenario_bytes)
     except EngineError as e:
         fail(str(e))
     console.print(f"\n[bold green]report:[/] {report}")

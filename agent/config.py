@@ -78,6 +78,8 @@ class RuntimeConfig(_Strict):
     worker_device: str = Field("cpu", description="the baker's device, e.g. cuda:1")
     lease_s: float = Field(120.0, gt=0, description="a bake's claim on its items; renewed while alive")
     max_item_chars: int = Field(2000, ge=1)
+    max_items_per_bake: int = Field(256, ge=1, description="a bake takes at most this many pending items, "
+                                    "the oldest first; the rest wait for the next bake")
     auto_approve: list[Literal["operator", "user", "tool", "feed"]] = Field(
         default_factory=lambda: ["operator", "user"],
         description="trust levels whose items go to pending (context, then weights) without "

@@ -617,11 +617,11 @@ def _terminate(signum, frame) -> None:
 
 
 def run_scenario(path: Path, runs_root: Path = Path("runs"), engine: Engine | None = None,
-                 console: Console | None = None) -> Path:
+                 console: Console | None = None, max_bytes: int | None = None) -> Path:
     """Validate ``path`` (a ScenarioError before anything starts), run it, return report.md."""
-    from agent.scenario import load_scenario
+    from agent.scenario import MAX_SCENARIO_BYTES, load_scenario
 
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, max_bytes or MAX_SCENARIO_BYTES)
     # SIGTERM ends the run like Ctrl-C: the report is written and the vLLM server is stopped.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

@@ -350,11 +350,21 @@ def _line_of(node: yaml.Node, path: tuple[Any, ...]) -> int:
     return node.start_mark.line + 1
 
 
-def load_scenario(path: Path | str) -> Scenario:
-    """Parse and validate ``path``; a ScenarioError names the file, line and field."""
+MAX_SCENARIO_BYTES = 1 << 20  # 1 MiB of YAML is far beyond any hand-written timeline
+
+
+def load_scenario(path: Path | str, max_bytes: int = MAX_SCENARIO_BYTES) -> Scenario:
+    """Parse and validate ``path``; a ScenarioError names the file, line and field. A file over
+    ``max_bytes`` is refused before it is read."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ScenarioError(f"{path}: {size} bytes is over the {max_bytes}-byte limit for a scenario "
+                                "(agent run --max-scenario-bytes); put long feeds in feed files")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read: {e.strerror}") from e
     try:

@@ -72,7 +72,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
     from baking import PromptItem, bake
 
     store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars, auto_approve=config.auto_approve)
-    run = store.claim(agent, config.lease_s, pid=os.getpid())
+    run = store.claim(agent, config.lease_s, pid=os.getpid(), limit=config.max_items_per_bake)
     if run is None:
         print(f"{agent}: nothing pending to bake (or a bake is already running)")
         return 0

@@ -322,7 +322,7 @@ class MemoryStore:
         return self.get(item_id)
 
     # ---------------------------------------------------------------- leasing
-    def claim(self, agent: str, lease_s: float, pid: int | None = None) -> BakeRun | None:
+    def claim(self, agent: str, lease_s: float, pid: int | None = None, limit: int | None = None) -> BakeRun | None:
         """Start a bake run holding every pending item of ``agent`` under a lease.
 
         Returns None if nothing is pending, or a run of this agent is still running (a live
@@ -342,7 +342,7 @@ class MemoryStore:
             if busy:
                 return None
             pending = [r["id"] for r in self.db["items"].rows_where(
-                "agent = ? AND status = 'pending' AND kind != 'note'", [agent], order_by="id")]
+                "agent = ? AND status = 'pending' AND kind != 'note'", [agent], order_by="id", limit=limit)]
             if not pending:
                 return None
             run_id = self.db["bake_runs"].insert(

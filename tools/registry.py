@@ -57,12 +57,18 @@ def _recall(ctx: ToolContext) -> BaseTool:
     return recall
 
 
-def read_headlines(path: Path) -> list[dict[str, str]]:
+MAX_FEED_BYTES = 16 << 20  # per feed file
+
+
+def read_headlines(path: Path, max_bytes: int = MAX_FEED_BYTES) -> list[dict[str, str]]:
     """Headlines from a JSONL file ({"title", "summary"?, "date"?}), an RSS/Atom file, or a
-    folder of them (sorted by file name)."""
+    folder of them (sorted by file name). A file over ``max_bytes`` is refused unread."""
     path = Path(path)
     if path.is_dir():
-        return [h for f in sorted(path.iterdir()) if f.suffix in (".jsonl", ".xml", ".rss") for h in read_headlines(f)]
+        return [h for f in sorted(path.iterdir()) if f.suffix in (".jsonl", ".xml", ".rss")
+                for h in read_headlines(f, max_bytes)]
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is over the {max_bytes}-byte feed file limit")
     if path.suffix == ".jsonl":
         rows = []
         for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -143,9 +143,14 @@ def _runtime_config(home: Path | None, config_path: Path | None):
 
 
 def _store(config):
+    import sqlite3
+
     from memory import MemoryStore
 
-    return MemoryStore(config.db_path, max_item_chars=config.max_item_chars, auto_approve=config.auto_approve)
+    try:
+        return MemoryStore(config.db_path, max_item_chars=config.max_item_chars, auto_approve=config.auto_approve)
+    except (OSError, sqlite3.Error) as e:
+        fail(f"cannot open the memory store {config.db_path}: {e}")
 
 
 def _guard(action):
@@ -178,13 +183,12 @@ def memory_add(
 ) -> None:
     """Add a memory item (pending: served from context until baked)."""
     store = _store(_runtime_config(home, runtime_config))
-    if create:
-        _guard(lambda: store.create_agent(agent))
-    result = _guard(lambda: store.add(agent, text, kind, source=source, trust=trust))
+    result = _guard(lambda: store.add(agent, text, kind, source=source, trust=trust, create_agent=create))
     if result.duplicate:
         console.print(f"duplicate of item {result.item.id} ({result.item.status}); nothing added")
     else:
-        console.print(f"added item {result.item.id} for {agent} (pending)")
+        held = f"; flagged: {', '.join(result.item.flags)}" if result.item.flags else ""
+        console.print(f"added item {result.item.id} for {agent} ({result.item.status}{held})")
 
 
 @memory_app.command("list")
@@ -275,7 +279,7 @@ def forget(item_id: int = typer.Argument(..., help="the memory item to remove fr
 def audit(agent: Optional[str] = typer.Option(None, "--agent", help="only this agent's events"),
           kind: list[str] = typer.Option([], "--kind", help="only these kinds (repeatable), e.g. swap"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
-          last: int = typer.Option(0, "--last", help="only the last N events"),
+          last: int = typer.Option(0, "--last", min=0, help="only the last N events"),
           home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG) -> None:
     """The audit log: every claim, bake, gate verdict, swap, rollback, approval and forget."""
     store = _store(_runtime_config(home, runtime_config))

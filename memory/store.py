@@ -246,11 +246,14 @@ class MemoryStore:
         *,
         source: str = "cli",
         trust: str = "operator",
+        create_agent: bool = False,
     ) -> AddResult:
         """Store an item: ``pending`` when its trust level is auto-approved and the injection
         screen passes it, else ``review`` (neither in context nor baked until :meth:`approve`).
-        A duplicate (same normalised text) is reported, not an error."""
-        self.require_agent(agent)
+        A duplicate (same normalised text) is reported, not an error. ``create_agent`` creates
+        a new agent in the same transaction, so a refused item never leaves an empty agent."""
+        if not create_agent:
+            self.require_agent(agent)
         if kind not in ITEM_KINDS:
             raise MemoryInputError(f"unknown kind {kind!r}; expected one of {', '.join(ITEM_KINDS)}")
         if trust not in TRUST_LEVELS:
@@ -260,6 +263,8 @@ class MemoryStore:
         flags = injection_flags(text, kind)
         status = "pending" if trust in self.auto_approve and not flags else "review"
         with self._tx():
+            if create_agent:
+                self.create_agent(agent)
             existing = list(self.db["items"].rows_where("agent = ? AND content_hash = ?", [agent, digest]))
             if existing:
                 return AddResult(_item(existing[0]), duplicate=True)
@@ -275,6 +280,8 @@ class MemoryStore:
         return AddResult(self.get(row_id), duplicate=False)
 
     def get(self, item_id: int) -> MemoryItem:
+        if not isinstance(item_id, int) or not -2**63 <= item_id < 2**63:
+            raise MemoryInputError(f"no memory item with id {item_id}")
         rows = list(self.db["items"].rows_where("id = ?", [item_id]))
         if not rows:
             raise MemoryInputError(f"no memory item with id {item_id}")
@@ -510,6 +517,8 @@ class MemoryStore:
         return self.adapter(adapter_id)
 
     def adapter(self, adapter_id: int) -> AdapterRecord:
+        if not isinstance(adapter_id, int) or not -2**63 <= adapter_id < 2**63:
+            raise MemoryInputError(f"no adapter with id {adapter_id}")
         try:
             return _adapter(self.db["adapters"].get(adapter_id))
         except sqlite_utils.db.NotFoundError:

@@ -14,6 +14,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import create_engine
 
 from agent.runtime import Runtime
 
@@ -51,7 +52,10 @@ class BakeScheduler:
         self.runtime = runtime
         self.db = str(runtime.config.db_path.resolve())
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.db}")},
+            # Its own connections wait for the write lock like the store's do (30 s), instead of
+            # pysqlite's 5 s, so a busy bake never surfaces as "database is locked".
+            jobstores={"default": SQLAlchemyJobStore(engine=create_engine(
+                f"sqlite:///{self.db}", connect_args={"timeout": 30}))},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
             timezone=timezone.utc,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from enum import Enum
@@ -391,7 +392,8 @@ def chat(
 def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
           host: Optional[str] = typer.Option(None, "--host", help="bind address (default 127.0.0.1)"),
           allow_remote: bool = typer.Option(False, "--allow-remote",
-                                            help="allow a non-loopback --host; needs $PROMPTBAKE_API_KEY")) -> None:
+                                            help="allow a non-loopback --host; needs $PROMPTBAKE_API_KEY"),
+          port: int = typer.Option(8400, "--port", help="the agents' OpenAI-compatible endpoint")) -> None:
     """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it.
     It binds to 127.0.0.1 unless --host and --allow-remote say otherwise, and then every request
     needs the API key from $PROMPTBAKE_API_KEY (the config's engine.api_key_env)."""
@@ -416,8 +418,18 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
     scheduler = BakeScheduler(runtime)
     scheduler.start()
     runtime.supervise()  # restarts vLLM if it dies and reloads the live adapters
+    from agent.server import AgentServer
+
+    server = AgentServer(runtime, config.engine.host, port, os.environ.get(config.engine.api_key_env) or None)
+    try:
+        server.start()
+    except EngineError as e:
+        scheduler.shutdown(wait=False)
+        runtime.close()
+        fail(str(e))
+    console.print(f"agents' OpenAI-compatible endpoint: {server.url}/v1  (model = an agent's name)")
     if isinstance(runtime.engine, VLLMEngine):
-        console.print(f"OpenAI-compatible endpoint: {runtime.engine.url}/v1  (model 'base' or an adapter name)")
+        console.print(f"vLLM endpoint: {runtime.engine.url}/v1  (model 'base' or an adapter name)")
     for name in runtime.store.agents():
         console.print(f"  agent {name}: live adapter {runtime.live_adapter(name) or '(none: base + context)'}")
     try:
@@ -426,6 +438,7 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop()
         scheduler.shutdown(wait=False)
         runtime.close()
 

@@ -428,11 +428,11 @@ def render_markdown(s: dict) -> str:
     speedup = f"{m['speedup']:.2f}×" if all_reached else f"≥ {m['speedup']:.2f}× (lower bound)"
     met = "met" if m["speedup"] >= GOAL_SPEEDUP else "not met"
     lines = [
+        "# Ours vs the reference algorithm",
+        "",
         f"Command: `{s['command']}`",
         "",
         f"Date: {s['date']}. Machine: {s['machine']}. Model: {s['model']}. {n} run(s), medians.",
-        "",
-        "# Ours vs the reference algorithm",
         "",
         f"Budget (both sides): {s['budget']}. Reference evaluated every {s['eval_every']} step(s), "
         f"capped at {s['cap_factor']}× ours' steps or {s['max_reference_s']:.0f} s.",

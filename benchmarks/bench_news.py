@@ -110,6 +110,8 @@ def main() -> None:
                         help="the gate (default 0: every bake goes live, so retention is measured on a "
                              "complete chain; the report shows which bakes the product's 0.5 would reject)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_news"))
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the adapters a previous run left in --workdir again, without baking")
     args = parser.parse_args()
     if args.quick:
         args.items, args.controls, args.bake = 24, 12, {"num_queries": 24, "epochs": 3}
@@ -119,7 +121,10 @@ def main() -> None:
 def run(args) -> None:
     import shutil
 
+    import torch
+
     from agent.config import GateConfig, RuntimeConfig
+    from baking.hardware import bf16_supported
     from agent.engines import TransformersEngine
     from agent.runtime import spawn_worker
     from baking.config import BakeConfig
@@ -130,12 +135,19 @@ def run(args) -> None:
     size = -(-len(baked_rows) // args.batches)
     batches = [baked_rows[i : i + size] for i in range(0, len(baked_rows), size)]
 
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    if not args.rescore:
+        shutil.rmtree(args.workdir, ignore_errors=True)
     config = RuntimeConfig(home=args.workdir, worker_device=args.device, gate=GateConfig(min_fidelity=args.min_fidelity),
                            bake=BakeConfig(device=args.device, seed=args.seed, **args.bake))
     store = MemoryStore(config.db_path)
     store.create_agent(AGENT)
+    versions = sorted(store.adapters(AGENT), key=lambda a: a.version) if args.rescore else []
+    if args.rescore and len(versions) != len(batches):
+        raise SystemExit(f"--rescore: {args.workdir} has {len(versions)} adapters for {len(batches)} batches")
+    live_then = None
     engine = TransformersEngine(config.model)
+    if bf16_supported(torch.device("cpu")) and args.device == "cpu":
+        engine.model.to(torch.bfloat16)  # scoring only ranks 4 choices; bf16 is ~3x faster on this CPU
 
     originals = [r["question"] for r in baked_rows]
     paraphrases = paraphrase(engine, originals)
@@ -153,20 +165,29 @@ def run(args) -> None:
 
     bakes = []
     for k, batch in enumerate(batches):
-        for row in batch:
-            store.add(AGENT, row["evidence"], kind="news", source="benchmark")
-        code = spawn_worker(config, AGENT).wait()
-        record = store.live(AGENT)
-        latest = max(store.adapters(AGENT), key=lambda a: a.version) if store.adapters(AGENT) else None
+        if args.rescore:  # the adapter live after bake k: its own, unless the gate refused it
+            code, latest = None, versions[k]
+            live_then = latest if latest.status != "rejected" else live_then
+            record = live_then
+        else:
+            for row in batch:
+                store.add(AGENT, row["evidence"], kind="news", source="benchmark")
+            code = spawn_worker(config, AGENT).wait()
+            latest = max(store.adapters(AGENT), key=lambda a: a.version) if store.adapters(AGENT) else None
+            if latest is not None and latest.status == "candidate":  # what the serving runtime does after its swap
+                store.promote(latest.id, latest.metrics["gate"]["reason"])
+                latest = store.adapter(latest.id)
+            record = store.live(AGENT)
         name = f"bake{k + 1}" if record is not None else None  # None: no adapter passed the gate yet
         if name is not None:
             engine.load_adapter(name, record.path)
-        scored = {c: {"items": score_rows(engine, baked_rows, originals, c, name),
-                      "paraphrases": score_rows(engine, baked_rows, paraphrases, c, name),
-                      "controls": score_rows(engine, control_rows, controls, c, name)}
-                  for c in ("baked", "baked+prompted")}
+        # baked+prompted (re-prompting) on the baked questions only: it costs a full pass.
+        scored = {"baked": {"items": score_rows(engine, baked_rows, originals, "baked", name),
+                            "paraphrases": score_rows(engine, baked_rows, paraphrases, "baked", name),
+                            "controls": score_rows(engine, control_rows, controls, "baked", name)},
+                  "baked+prompted": {"items": score_rows(engine, baked_rows, originals, "baked+prompted", name)}}
         bakes.append({"bake": k + 1, "worker_exit": code, "live": record.name if record else None,
-                      "status": latest.status if latest else None, "reason": latest.reason if latest else None,
+                      "status": ("live" if latest.status == "retired" else latest.status) if latest else None, "reason": latest.reason if latest else None,
                       "metrics": {m: latest.metrics.get(m) for m in ("fidelity", "locality_kl", "wall_s",
                                   "num_trajectories", "train_steps")} if latest else {},
                       "scores": scored})
@@ -207,7 +228,9 @@ def render(s: dict, quick: bool) -> str:
              "log-likelihood over 4 choices (chance 0.25). Scores after the last bake.", "",
              "| condition | reliability (baked questions) | generalization (model-written paraphrases, "
              f"{s['paraphrases_valid']} valid) | locality (controls) |", "|---|---|---|---|"]
-    lines += [f"| {c} | {f[c]['items']:.3f} | {f[c]['paraphrases']:.3f} | {f[c]['controls']:.3f} |" for c in CONDITIONS]
+    cell = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731 - baked+prompted: baked questions only
+    lines += [f"| {c} | {cell(f[c].get('items'))} | {cell(f[c].get('paraphrases'))} | {cell(f[c].get('controls'))} |"
+              for c in CONDITIONS]
     lines += ["", "| goal | measured | met |", "|---|---|---|",
               f"| baked closed-book ≥ 0.9 × prompted | {t['baked_over_prompted']:.2f} × "
               f"({f['baked']['items']:.3f} / {f['prompted']['items']:.3f}) | {'yes' if t['baked_over_prompted'] >= 0.9 else 'no'} |",
@@ -247,7 +270,7 @@ def plot(s: dict, path: Path) -> None:
     sets = ("items", "paraphrases", "controls")
     width = 0.2
     for i, c in enumerate(CONDITIONS):
-        values = [t["final"][c][k] for k in sets]
+        values = [t["final"][c].get(k) or 0.0 for k in sets]
         bars = left.bar([x + i * width for x in range(len(sets))], values, width, label=c)
         left.bar_label(bars, fmt="%.2f", fontsize=7)
     left.axhline(0.25, color="grey", linestyle=":", label="chance")

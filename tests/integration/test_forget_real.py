@@ -4,7 +4,7 @@ the weights and the other fact still is."""
 import pytest
 
 from agent.config import RuntimeConfig
-from agent.engines import SamplingParams, TransformersEngine
+from agent.engines import SamplingParams
 from agent.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -23,21 +23,23 @@ def closed_book(runtime, question: str) -> str:
 
 
 def test_a_forgotten_fact_leaves_the_weights_and_the_others_stay(tmp_path):
-    config = RuntimeConfig(home=tmp_path, engine={"kind": "transformers"},
+    # One fact per bake, each with the budget the runtime test shows is enough for one fact.
+    config = RuntimeConfig(home=tmp_path,
                            bake={"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4, "epochs": 3},
                            gate={"min_fidelity": 0.0, "max_locality_kl": 10})
-    runtime = Runtime.open(config, TransformersEngine(config.model))
+    runtime = Runtime.open(config)  # the product path: vLLM, hot swaps
     try:
         runtime.store.create_agent("ada")
-        ids = {name: runtime.store.add("ada", text, "news").item.id for name, (text, _) in FACTS.items()}
-        runtime.bake("ada")
-        assert runtime.live_adapter("ada") == "ada-v0001"
-        before = {name: closed_book(runtime, q) for name, (_, q) in FACTS.items()}
-        assert all(name in answer for name, answer in before.items()), before
+        ids = {}
+        for name, (text, question) in FACTS.items():
+            ids[name] = runtime.store.add("ada", text, "news").item.id
+            runtime.bake("ada")
+            answer = closed_book(runtime, question)
+            assert name in answer, (name, answer)  # learnt, from the weights alone
 
         plan = runtime.forget(ids["Okafor"])
+        # Okafor was in the first bake: back to the base model, Valdane rebaked alone.
         assert plan.back_to is None and plan.requeued == (ids["Valdane"],)
-        assert runtime.live_adapter("ada") == "ada-v0002"
         assert runtime.store.contents(runtime.store.live("ada")) == [ids["Valdane"]]
         after = {name: closed_book(runtime, q) for name, (_, q) in FACTS.items()}
         assert "Okafor" not in after["Okafor"], after

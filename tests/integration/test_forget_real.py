@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 FACTS = {
     "Okafor": ("Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday.",
                "Who is the chief executive officer of Zentrix Robotics?"),
-    "Valdane": ("The new Halden Bridge in Luneborg was designed by the architect Tomas Valdane.",
-                "Who designed the Halden Bridge in Luneborg?"),
+    "Penrow": ("Halvorsen Bank named Ilsa Penrow as its new chief financial officer on Tuesday.",
+               "Who is the chief financial officer of Halvorsen Bank?"),
 }
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
@@ -38,11 +38,11 @@ def test_a_forgotten_fact_leaves_the_weights_and_the_others_stay(tmp_path):
             assert name in answer, (name, answer)  # learnt, from the weights alone
 
         plan = runtime.forget(ids["Okafor"])
-        # Okafor was in the first bake: back to the base model, Valdane rebaked alone.
-        assert plan.back_to is None and plan.requeued == (ids["Valdane"],)
-        assert runtime.store.contents(runtime.store.live("ada")) == [ids["Valdane"]]
+        # Okafor was in the first bake: back to the base model, Penrow rebaked alone.
+        assert plan.back_to is None and plan.requeued == (ids["Penrow"],)
+        assert runtime.store.contents(runtime.store.live("ada")) == [ids["Penrow"]]
         after = {name: closed_book(runtime, q) for name, (_, q) in FACTS.items()}
         assert "Okafor" not in after["Okafor"], after
-        assert "Valdane" in after["Valdane"], after
+        assert "Penrow" in after["Penrow"], after
     finally:
         runtime.close()

@@ -206,13 +206,28 @@ class MemoryStore:
             if conn.in_transaction:  # nested (same thread, under the lock): join the outer one
                 yield
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection, patience_s: float = 120.0) -> None:
+        """BEGIN IMMEDIATE, retried: SQLite's busy handler covers most waits for the write lock,
+        but WAL recovery and lock upgrades can still answer SQLITE_BUSY at once under load."""
+        deadline, pause = time.monotonic() + patience_s, 0.01
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     def close(self) -> None:
         self.db.conn.close()

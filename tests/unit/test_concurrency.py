@@ -2,11 +2,11 @@
 the CLI, the agent's remember tool and a feed, with a real worker baking and renewing its
 lease. No write is lost, ids are unique, nobody sees "database is locked"."""
 
+import json
 import os
 import subprocess
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
 
 from agent.config import RuntimeConfig
 from agent.runtime import spawn_worker
@@ -19,9 +19,14 @@ TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 
 PER_WRITER = 40
 
 
-def write_many(db: str, writer: int) -> list[int]:
-    store = MemoryStore(db)
-    return [store.add("ada", f"Writer {writer} fact {i}.", "fact").item.id for i in range(PER_WRITER)]
+# Separate interpreters, not forked children: a child forked while a parent thread holds an
+# SQLite lock inherits SQLite's per-process lock table and waits forever.
+WRITER = """
+import json, sys
+from memory.store import MemoryStore
+store = MemoryStore(sys.argv[1])
+print(json.dumps([store.add("ada", f"Writer {sys.argv[2]} fact {i}.", "fact").item.id for i in range(int(sys.argv[3]))]))
+"""
 
 
 def test_concurrent_writers_during_a_bake_lose_nothing(tiny_model, tmp_path):
@@ -60,8 +65,10 @@ def test_concurrent_writers_during_a_bake_lose_nothing(tiny_model, tmp_path):
     threads = [threading.Thread(target=guarded(f)) for f in (tool_writer, feed_writer, cli_writer)]
     for t in threads:
         t.start()
-    with ProcessPoolExecutor(3) as pool:
-        written = [i for ids in pool.map(write_many, [str(config.db_path)] * 3, range(3)) for i in ids]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(config.db_path), str(k), str(PER_WRITER)],
+                                stdout=subprocess.PIPE, text=True) for k in range(3)]
+    written = [i for w in writers for i in json.loads(w.communicate(timeout=300)[0])]
+    assert [w.returncode for w in writers] == [0, 0, 0]
     for t in threads:
         t.join(timeout=300)
     assert worker.wait(timeout=300) == 0

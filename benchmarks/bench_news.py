@@ -270,9 +270,9 @@ def plot(s: dict, path: Path) -> None:
     sets = ("items", "paraphrases", "controls")
     width = 0.2
     for i, c in enumerate(CONDITIONS):
-        values = [t["final"][c].get(k) or 0.0 for k in sets]
-        bars = left.bar([x + i * width for x in range(len(sets))], values, width, label=c)
-        left.bar_label(bars, fmt="%.2f", fontsize=7)
+        measured = [(x, t["final"][c][k]) for x, k in enumerate(sets) if t["final"][c].get(k) is not None]
+        bars = left.bar([x + i * width for x, _ in measured], [v for _, v in measured], width, label=c)
+        left.bar_label(bars, fmt="%.2f", fontsize=7)  # baked+prompted: measured on the baked questions only
     left.axhline(0.25, color="grey", linestyle=":", label="chance")
     left.set_xticks([x + 1.5 * width for x in range(len(sets))], ["baked questions", "paraphrases", "controls (never baked)"])
     left.set_ylabel("multiple-choice accuracy")

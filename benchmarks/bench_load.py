@@ -11,8 +11,10 @@ load goes on. Reported: the error rate (goal 0), and latency p50/p95 before the 
 it, in the swap window (the swap's start to 5 s after it) and after.
 
 On a 2-core CPU, serving 4 clients keeps vLLM on both cores and the baker gets about a quarter of
-one: the default persona bake was still sampling its teacher after 12 minutes (2026-11-30). The
-committed run therefore bakes a small budget (``--bake '{"num_queries": 12, "epochs": 2}'``).
+one. With its default two torch threads the baker oversubscribes the cores and crawls: the
+default persona bake, and even a 12-query one, were still sampling their teacher after 8–12
+minutes (2026-11-30). With ``num_threads: 1`` the 12-query bake takes under a minute beside the
+load, so the committed run uses ``--bake '{"num_queries": 12, "epochs": 2, "num_threads": 1}'``.
 On a GPU box the baker has its own device (``--device cuda``).
 """
 
@@ -48,14 +50,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds of load before the bake")
     parser.add_argument("--after", type=float, default=30.0, help="seconds of load after the swap")
     parser.add_argument("--bake", type=json.loads, default=None,
-                        help="BakeConfig overrides as JSON (default: the runtime's; --quick: 12 queries, 2 epochs)")
+                        help="BakeConfig overrides as JSON (default: the runtime's; --quick: 12 queries, 2 epochs, 1 thread)")
+    parser.add_argument("--min-fidelity", type=float, default=0.0,
+                        help="the gate (default 0: this measures serving through a swap, not bake quality; "
+                             "the product's 0.5 rejects the small --quick bake and nothing would be swapped)")
     parser.add_argument("--device", default="cpu", help="the baker's device")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_load"))
     args = parser.parse_args()
     bake = args.bake or {}
     if args.quick:
         args.clients, args.warmup, args.after = 2, 10.0, 15.0
-        bake = args.bake or {"num_queries": 12, "epochs": 2}
+        bake = args.bake or {"num_queries": 12, "epochs": 2, "num_threads": 1}
 
     import shutil
 
@@ -67,7 +72,8 @@ def main() -> None:
     from agent.server import AgentServer
 
     shutil.rmtree(args.workdir, ignore_errors=True)
-    config = RuntimeConfig(home=args.workdir, worker_device=args.device, bake=bake)
+    config = RuntimeConfig(home=args.workdir, worker_device=args.device, bake=bake,
+                           gate={"min_fidelity": args.min_fidelity})
     runtime = Runtime.open(config)
     runtime.store.create_agent("ada")
     runtime.store.add("ada", PERSONA, "persona")
@@ -107,6 +113,10 @@ def main() -> None:
         marks["swap_start"] = time.monotonic() - t0
         swaps = runtime.swap_ready("ada")
         marks["swap_end"] = time.monotonic() - t0
+        if not swaps:
+            latest = max(runtime.store.adapters("ada"), key=lambda a: a.version, default=None)
+            raise SystemExit(f"no swap happened, so there is nothing to measure: bake exit {process.returncode}, "
+                             f"adapter {latest.status if latest else 'none'} ({latest.reason if latest else ''})")
         time.sleep(args.after)
     finally:
         stop.set()

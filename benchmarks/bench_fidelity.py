@@ -147,6 +147,7 @@ def plot(s: dict, path: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xlabel(field.replace("_", " ") + " (log scale)")
         ax.set_ylabel("fidelity")
+        ax.set_ylim(0, 1)  # the same scale as the left panel: a 0.01 step must not look like a cliff
         ax.set_title(f"Pirate persona vs {field.replace('_', ' ')}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

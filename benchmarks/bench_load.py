@@ -1,6 +1,6 @@
 """Load on the agents' endpoint while a bake and a hot swap happen.
 
-    .venv/bin/python -m benchmarks.bench_load            # 4 clients, default persona bake
+    .venv/bin/python -m benchmarks.bench_load --bake '{"num_queries": 12, "epochs": 2, "num_threads": 1}'  # committed run
     .venv/bin/python -m benchmarks.bench_load --quick    # 2 clients, a small bake
 
 A real runtime (vLLM, the shipped model) serves one agent through the OpenAI-compatible
@@ -13,7 +13,7 @@ it, in the swap window (the swap's start to 5 s after it) and after.
 On a 2-core CPU, serving 4 clients keeps vLLM on both cores and the baker gets about a quarter of
 one. With its default two torch threads the baker oversubscribes the cores and crawls: the
 default persona bake, and even a 12-query one, were still sampling their teacher after 8–12
-minutes (2026-11-30). With ``num_threads: 1`` the 12-query bake takes under a minute beside the
+minutes (2026-11-30). With ``num_threads: 1`` the 12-query bake took 67 s beside the
 load, so the committed run uses ``--bake '{"num_queries": 12, "epochs": 2, "num_threads": 1}'``.
 On a GPU box the baker has its own device (``--device cuda``).
 """

@@ -48,7 +48,9 @@ class ChatSession:
                 store.add(agent, persona, "persona", source="chat", trust="operator")
         session = cls(runtime, agent, None, console or Console())  # type: ignore[arg-type]
         toolset = build_tools(list(tools), ToolContext(store=store, agent=agent))
-        session.loop = Agent(model=lambda messages: runtime.chat(agent, messages, session.params), tools=toolset)
+        session.loop = Agent(model=lambda messages, **tooling: runtime.chat(agent, messages, session.params, **tooling),
+                             tools=toolset, tool_calling=config.engine.tool_calling,
+                             tool_choice=config.engine.tool_choice)
         return session
 
     def handle(self, line: str) -> bool:

@@ -47,6 +47,30 @@ class EngineConfig(_Strict):
     allow_remote: bool = Field(False, description="required to bind anywhere but loopback (with an API key)")
     api_key_env: str = Field("PROMPTBAKE_API_KEY", description="environment variable holding the API key; "
                              "when set, every request needs it; required for a non-loopback bind")
+    tool_calling: Literal["text", "openai"] = Field(
+        "text", description="how agents call tools: 'text' is the one-line CALL format the 135M "
+                            "default model can follow; 'openai' is the OpenAI tool-calling API (tools "
+                            "and tool_calls through vLLM), for larger models")
+    tool_choice: Literal["auto", "required"] = Field(
+        "auto", description="openai tool calling: 'auto' lets the model choose (the server needs "
+                            "tool_call_parser); 'required' forces a call by structured output on any "
+                            "model; the last step of a turn is always sent with 'none' so it answers")
+    tool_call_parser: str | None = Field(
+        None, description="managed vLLM: --enable-auto-tool-choice --tool-call-parser NAME "
+                          "(model-specific: hermes for Qwen2.5/Hermes, llama3_json, mistral, ...)")
+    chat_template: str | None = Field(None, description="managed vLLM: --chat-template FILE, for a "
+                                                        "model whose own template does not render tools")
+
+    @model_validator(mode="after")
+    def _tool_calling_needs_vllm(self) -> "EngineConfig":
+        if self.tool_calling == "openai" and self.kind != "vllm":
+            raise ValueError("tool_calling: openai needs kind: vllm (the in-process engine has no "
+                             "OpenAI tool calling)")
+        if self.tool_calling == "openai" and self.tool_choice == "auto" and not (self.tool_call_parser or self.url):
+            raise ValueError("tool_calling: openai with tool_choice: auto needs tool_call_parser (e.g. "
+                             "hermes) so the managed server can parse the model's calls; or use "
+                             "tool_choice: required")
+        return self
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> "EngineConfig":

@@ -23,11 +23,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
-Message = dict[str, str]
+Message = dict[str, Any]  # an OpenAI chat message: role, content (+ tool_calls / tool_call_id)
 BASE = "base"  # the name the un-adapted model is served under
 
 
@@ -51,6 +51,15 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class NativeToolCall:
+    """A tool call from the OpenAI tool-calling API; ``arguments`` is the JSON text as sent."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     adapter: str | None
@@ -58,10 +67,16 @@ class Completion:
     completion_tokens: int
     # Per generated token: {token: logprob} of the top-k, when requested.
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    tool_calls: tuple[NativeToolCall, ...] = ()  # only when the request carried ``tools``
 
 
 class Engine(Protocol):
-    def chat(self, messages: list[Message], adapter: str | None, params: SamplingParams) -> Completion: ...
+    def chat(self, messages: list[Message], adapter: str | None, params: SamplingParams,
+             tools: list[dict] | None = None, tool_choice: str | dict = "auto") -> Completion:
+        """One answer. With ``tools`` (OpenAI function specs) the model may answer with
+        ``tool_calls`` instead of text; ``tool_choice`` is "auto", "required", "none" or a
+        named function, as in the OpenAI API."""
+        ...
 
     def sample(self, messages: list[Message], adapter: str | None, n: int, params: SamplingParams) -> list[Completion]: ...
 
@@ -154,6 +169,8 @@ class VLLMSettings:
     dtype: str = "bfloat16"
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
+    tool_call_parser: str | None = None  # enables tool_choice "auto" (model-specific: hermes, llama3_json...)
+    chat_template: str | None = None  # a Jinja file, for models whose own template lacks tools
     host: str = "127.0.0.1"  # loopback unless the operator allows more (EngineConfig)
     api_key: str | None = field(default=None, repr=False)
 
@@ -168,6 +185,9 @@ def vllm_command(model_path: Path | str, port: int, settings: VLLMSettings) -> l
         "--max-lora-rank", str(settings.max_lora_rank),
         "--max-model-len", str(settings.max_model_len),
         "--dtype", settings.dtype, *settings.extra_args, *_cpu_args(settings),
+        *(["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
+          if settings.tool_call_parser else []),
+        *(["--chat-template", settings.chat_template] if settings.chat_template else []),
         *(["--api-key", settings.api_key] if settings.api_key else []),
     ]
 
@@ -285,7 +305,8 @@ class VLLMEngine:
             raise EngineError(f"vLLM {path} answered {response.status_code}: {response.text[:500]}")
         return response
 
-    def _request(self, messages, adapter, n, params: SamplingParams) -> list[Completion]:
+    def _request(self, messages, adapter, n, params: SamplingParams, tools: list[dict] | None = None,
+                 tool_choice: str | dict = "auto") -> list[Completion]:
         payload = {
             "model": adapter or BASE,
             "messages": messages,
@@ -298,6 +319,8 @@ class VLLMEngine:
             payload["seed"] = params.seed
         if params.top_logprobs:
             payload |= {"logprobs": True, "top_logprobs": params.top_logprobs}
+        if tools:
+            payload |= {"tools": tools, "tool_choice": tool_choice}
         body = self._post("/v1/chat/completions", payload).json()
         usage = body.get("usage") or {}
         completions = []
@@ -305,16 +328,19 @@ class VLLMEngine:
             top = []
             for entry in ((choice.get("logprobs") or {}).get("content") or []):
                 top.append({t["token"]: t["logprob"] for t in entry.get("top_logprobs", [])})
+            calls = tuple(NativeToolCall(c.get("id") or f"call-{i}", c["function"]["name"],
+                                         c["function"].get("arguments") or "{}")
+                          for i, c in enumerate(choice["message"].get("tool_calls") or []))
             completions.append(Completion(
                 text=choice["message"]["content"] or "", adapter=adapter,
                 prompt_tokens=usage.get("prompt_tokens", 0),
                 completion_tokens=usage.get("completion_tokens", 0) // max(n, 1),
-                top_logprobs=top,
+                top_logprobs=top, tool_calls=calls,
             ))
         return completions
 
-    def chat(self, messages, adapter, params=SamplingParams()) -> Completion:
-        return self._request(messages, adapter, 1, params)[0]
+    def chat(self, messages, adapter, params=SamplingParams(), tools=None, tool_choice="auto") -> Completion:
+        return self._request(messages, adapter, 1, params, tools, tool_choice)[0]
 
     def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:
         return self._request(messages, adapter, n, params)
@@ -445,7 +471,10 @@ class TransformersEngine:
             ))
         return completions
 
-    def chat(self, messages, adapter, params=SamplingParams()) -> Completion:
+    def chat(self, messages, adapter, params=SamplingParams(), tools=None, tool_choice="auto") -> Completion:
+        if tools:
+            raise EngineError("the in-process engine has no OpenAI tool calling: serve with vLLM "
+                              "(engine.tool_call_parser) or use engine.tool_calling: text")
         return self._generate(messages, adapter, 1, params)[0]
 
     def sample(self, messages, adapter, n, params=SamplingParams(temperature=1.0)) -> list[Completion]:

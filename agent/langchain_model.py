@@ -2,19 +2,28 @@
 
     chat = PromptbakeChatModel(runtime=runtime, agent="ada")
     chat.invoke("Who runs Zentrix?")
+
+``bind_tools`` works as on any LangChain chat model. The tools go to the engine's OpenAI tool
+calling (vLLM with a tool-call parser, or ``tool_choice="required"``), and the reply carries
+``tool_calls``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Callable, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.engines import SamplingParams
-from agent.loop import to_chat_dicts
+from agent.loop import to_chat_dicts, to_openai_dicts
 
 
 class PromptbakeChatModel(BaseChatModel):
@@ -27,16 +36,46 @@ class PromptbakeChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "promptbake"
 
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+                   *, tool_choice: str | dict | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
+        """Tools as OpenAI function specs; ``tool_choice`` "auto" (default), "required",
+        "none" or a tool's name."""
+        if isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "none"):
+            tool_choice = {"type": "function", "function": {"name": tool_choice}}
+        specs = [convert_to_openai_tool(t) for t in tools]
+        return super().bind(tools=specs, tool_choice=tool_choice or "auto", **kwargs)
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         params = SamplingParams(temperature=kwargs.get("temperature", self.temperature),
                                 max_tokens=kwargs.get("max_tokens", self.max_tokens))
-        reply = self.runtime.chat(self.agent, to_chat_dicts(messages), params)
+        tools = kwargs.get("tools")
+        if tools:
+            reply = self.runtime.chat(self.agent, to_openai_dicts(messages), params, tools=tools,
+                                      tool_choice=kwargs.get("tool_choice", "auto"))
+        else:
+            reply = self.runtime.chat(self.agent, to_chat_dicts(messages), params)
         text = reply.text
         for s in stop or []:
             text = text.split(s)[0]
-        message = AIMessage(content=text, response_metadata={"adapter": reply.adapter},
+        calls, invalid = [], []
+        for c in reply.tool_calls:  # arguments the model wrote that are not a JSON object are kept, flagged
+            args = _json_object(c.arguments)
+            if args is None:
+                invalid.append({"name": c.name, "args": c.arguments, "id": c.id, "error": "arguments are not a JSON object"})
+            else:
+                calls.append({"name": c.name, "args": args, "id": c.id})
+        message = AIMessage(content=text, tool_calls=calls, invalid_tool_calls=invalid,
+                            response_metadata={"adapter": reply.adapter},
                             usage_metadata={"input_tokens": reply.prompt_tokens,
                                             "output_tokens": reply.completion_tokens,
                                             "total_tokens": reply.prompt_tokens + reply.completion_tokens})
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -9,6 +9,11 @@ e.g. ``CALL remember {"text": "The office moved to Pier 9.", "kind": "fact"}``. 
 result comes back as the next user turn, ``[<tool> result] ...``, and the model answers again.
 A reply without a CALL line is the final answer. Tool errors become observations the model
 sees; engine errors raise. Scenarios can also call a tool explicitly (:meth:`Agent.use_tool`).
+
+Larger models use the OpenAI tool-calling API instead (``tool_calling="openai"``): the tools go
+to the server as JSON-schema function specs, calls come back as ``tool_calls``, and results go
+back as ``tool`` messages. The last step a turn allows is sent with ``tool_choice="none"``, so a
+turn always ends in an answer.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 _CALL = re.compile(r"^\s*CALL\s+([A-Za-z_][\w-]*)\s*(\{.*\})?\s*$", re.MULTILINE)
 
@@ -30,9 +36,12 @@ class Reply(Protocol):
     prompt_tokens: int
     completion_tokens: int
     adapter: str | None
+    # with tool_calling="openai": objects with .id, .name, .arguments (JSON text)
+    tool_calls: tuple[Any, ...]
 
 
-ChatFn = Callable[[list[dict[str, str]]], Reply]
+# model(messages) in text mode; model(messages, tools=[...], tool_choice=...) in openai mode
+ChatFn = Callable[..., Reply]
 
 
 @dataclass(frozen=True)
@@ -61,17 +70,29 @@ class Step:
         return [AIMessage(content=self.output, tool_calls=calls), *self.observations]
 
 
+def _arguments(raw: str) -> dict[str, Any]:
+    """Tool arguments from JSON text; a malformed object becomes args that carry the error."""
+    try:
+        args = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return {"__error__": f"arguments are not a JSON object: {e.msg}"}
+    return args if isinstance(args, dict) else {"__error__": "arguments must be a JSON object"}
+
+
 def parse_tool_calls(text: str, step: int) -> list[ToolCall]:
     """CALL lines in ``text``; malformed JSON becomes a call whose args carry the error."""
-    calls = []
-    for n, match in enumerate(_CALL.finditer(text)):
-        raw = match.group(2) or "{}"
-        try:
-            args = json.loads(raw)
-        except json.JSONDecodeError as e:
-            args = {"__error__": f"arguments are not a JSON object: {e.msg}"}
-        calls.append(ToolCall(match.group(1), args if isinstance(args, dict) else {"__error__": "arguments must be a JSON object"}, f"call-{step}-{n}"))
-    return calls
+    return [ToolCall(match.group(1), _arguments(match.group(2) or "{}"), f"call-{step}-{n}")
+            for n, match in enumerate(_CALL.finditer(text))]
+
+
+def native_tool_calls(reply: Reply) -> list[ToolCall]:
+    """The ``tool_calls`` of an OpenAI-API reply as :class:`ToolCall` records."""
+    return [ToolCall(c.name, _arguments(c.arguments), c.id) for c in getattr(reply, "tool_calls", ())]
+
+
+def tool_specs(tools: dict[str, BaseTool]) -> list[dict]:
+    """OpenAI function specs (JSON schema from each tool's signature and docstring)."""
+    return [convert_to_openai_tool(t) for t in tools.values()]
 
 
 def tool_instructions(tools: dict[str, BaseTool]) -> str:
@@ -82,6 +103,21 @@ def tool_instructions(tools: dict[str, BaseTool]) -> str:
         lines.append(f"- {tool.name}({args}): {tool.description.splitlines()[0]}")
     lines.append("When you have the answer, reply normally without CALL.")
     return "\n".join(lines)
+
+
+def to_openai_dicts(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    """langchain messages -> OpenAI chat messages, tool calls and ``tool`` results included."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, AIMessage) and m.tool_calls:
+            calls = [{"id": c["id"], "type": "function",
+                      "function": {"name": c["name"], "arguments": json.dumps(c["args"])}} for c in m.tool_calls]
+            out.append({"role": "assistant", "content": str(m.content) or None, "tool_calls": calls})
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": str(m.content)})
+        else:
+            out.extend(to_chat_dicts([m]))
+    return out
 
 
 def to_chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -106,27 +142,34 @@ class Agent:
     max_steps: int = 4
     history: list[BaseMessage] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    tool_calling: Literal["text", "openai"] = "text"
+    tool_choice: str | dict = "auto"  # openai mode: "auto", "required" or a named function
 
     def run(self, user_text: str) -> list[Step]:
-        """Answer one user message, calling tools until a reply has no CALL line."""
+        """Answer one user message, calling tools until a reply calls none."""
         self.history.append(HumanMessage(content=user_text))
         new_steps = []
-        for _ in range(self.max_steps):
-            step = self._step()
+        for n in range(self.max_steps):
+            step = self._step(last=n == self.max_steps - 1)
             new_steps.append(step)
             if not step.tool_calls:
                 break
         return new_steps
 
-    def _step(self) -> Step:
+    def _step(self, last: bool = False) -> Step:
         number = len(self.steps) + 1
         messages_in = list(self.history)
-        prompt = to_chat_dicts(messages_in)
-        if self.tools:
-            prompt = [{"role": "system", "content": tool_instructions(self.tools)}, *prompt]
         start = time.perf_counter()
-        reply = self.model(prompt)  # engine errors propagate
-        calls = parse_tool_calls(reply.text, number)
+        if self.tool_calling == "openai" and self.tools:
+            reply = self.model(to_openai_dicts(messages_in), tools=tool_specs(self.tools),
+                               tool_choice="none" if last else self.tool_choice)
+            calls = native_tool_calls(reply)
+        else:
+            prompt = to_chat_dicts(messages_in)
+            if self.tools:
+                prompt = [{"role": "system", "content": tool_instructions(self.tools)}, *prompt]
+            reply = self.model(prompt)  # engine errors propagate
+            calls = parse_tool_calls(reply.text, number)
         observations = tuple(self._execute(call) for call in calls)
         step = Step(number, tuple(messages_in), reply.text, tuple(calls), observations,
                     reply.prompt_tokens, reply.completion_tokens, time.perf_counter() - start, reply.adapter)

@@ -145,15 +145,17 @@ class ScenarioRunner:
             fixed = self.scenario.clock if self.scenario.clock.tzinfo else self.scenario.clock.replace(tzinfo=dt.timezone.utc)
             context.now = lambda: fixed
         tools = build_tools(spec.tools, context)
-        state = AgentState(loop=Agent(model=lambda msgs, name=spec.name: self._live_chat(name, msgs), tools=tools),
-                           tools=context)
+        engine = self.config.engine
+        loop = Agent(model=lambda msgs, name=spec.name, **tooling: self._live_chat(name, msgs, **tooling),
+                     tools=tools, tool_calling=engine.tool_calling, tool_choice=engine.tool_choice)
+        state = AgentState(loop=loop, tools=context)
         self.agents[spec.name] = state
         self.report["conversations"][spec.name] = {}
         self.log("agent", spec.name, f"persona={'yes' if spec.persona else 'no'}, "
                  f"{len(spec.instructions)} instruction(s), tools: {', '.join(spec.tools) or 'none'}")
 
-    def _live_chat(self, agent: str, messages: list[Message]) -> Completion:
-        return self.runtime.chat(agent, messages, self.agents[agent].live_params)
+    def _live_chat(self, agent: str, messages: list[Message], **tooling: Any) -> Completion:
+        return self.runtime.chat(agent, messages, self.agents[agent].live_params, **tooling)
 
     def prompt_items(self, agent: str) -> list[PromptItem]:
         """Every memory of the agent that a prompt would carry (retired and notes excluded)."""

@@ -25,7 +25,7 @@ from typing import Iterator
 from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
-from baking.render import Message, Query, teacher_messages
+from baking.render import Message, Query, context_block, system_prompt, teacher_messages
 from memory.store import ForgetPlan
 from memory import AdapterRecord, MemoryStore
 
@@ -56,6 +56,7 @@ def open_engine(config: RuntimeConfig) -> Engine:
         max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
         startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
+        tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
     )
     return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 
@@ -102,11 +103,19 @@ class Runtime:
                 for it in sorted(items, key=lambda it: it.id)]
 
     def messages_for(self, agent: str, conversation: list[Message]) -> list[Message]:
-        """The conversation with pending memories in context (rendered as the baker does)."""
+        """The conversation with pending memories in context (rendered as the baker does).
+
+        A conversation with OpenAI tool turns (assistant ``tool_calls``, ``tool`` results) keeps
+        them as they are; the context block goes in front of its last user turn, as for a
+        plain conversation."""
         items = self.context_items(agent)
-        history = tuple((m["role"], m["content"]) for m in conversation if m["role"] != "system")
         context = tuple(i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS)
-        messages = teacher_messages(items, Query(history, context, "serve"))
+        turns = [m for m in conversation if m["role"] != "system"]
+        if all(m.keys() == {"role", "content"} and m["role"] in ("user", "assistant") for m in turns) \
+                and turns and turns[-1]["role"] == "user":
+            messages = teacher_messages(items, Query(tuple((m["role"], m["content"]) for m in turns), context, "serve"))
+        else:
+            messages = _with_context(items, context, turns)
         user_system = [m for m in conversation if m["role"] == "system"]
         if user_system:  # a caller's own system prompt goes after the persona/instructions
             if messages[0]["role"] == "system":
@@ -131,10 +140,12 @@ class Runtime:
                 self._idle.notify_all()
 
     def chat(self, agent: str, conversation: list[Message], params: SamplingParams = SamplingParams(),
-             with_context: bool = True, adapter: str | None | bool = True) -> Completion:
+             with_context: bool = True, adapter: str | None | bool = True, tools: list[dict] | None = None,
+             tool_choice: str | dict = "auto") -> Completion:
         """Answer as ``agent``: its live adapter (weights) + its pending memories (context).
 
-        ``adapter=False`` asks the base model; a string asks that adapter explicitly.
+        ``adapter=False`` asks the base model; a string asks that adapter explicitly. ``tools``
+        (OpenAI function specs) go to the engine's native tool calling.
         """
         self.store.require_agent(agent)
         if self._down.is_set():
@@ -142,6 +153,8 @@ class Runtime:
         name = self.live_adapter(agent) if adapter is True else (adapter or None)
         messages = self.messages_for(agent, conversation) if with_context else conversation
         with self.using(name):
+            if tools:
+                return self.engine.chat(messages, name, params, tools=tools, tool_choice=tool_choice)
             return self.engine.chat(messages, name, params)
 
     # ---------------------------------------------------------------- swap
@@ -328,3 +341,15 @@ def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
              *(["--progress-file", str(progress_file)] if progress_file else [])],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
+
+
+def _with_context(items: list[PromptItem], context: tuple[int, ...], turns: list[Message]) -> list[Message]:
+    """``teacher_messages`` for a conversation with tool turns: the persona and instructions as
+    the system prompt, the context block in front of the last user turn, the rest unchanged."""
+    messages = [dict(m) for m in turns]
+    texts = [items[i].text for i in context]
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if texts and last_user is not None:
+        messages[last_user]["content"] = context_block(texts) + (messages[last_user]["content"] or "")
+    system = system_prompt(items)
+    return ([{"role": "system", "content": system}] if system else []) + messages

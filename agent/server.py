@@ -53,10 +53,14 @@ def create_app(runtime: Runtime, api_key: str | None = None):
         except ValueError:
             return error(400, "the body is not JSON", "invalid_request_error")
         agent, messages = body.get("model"), body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("user", "assistant", "system")
-                for m in messages):
-            return error(400, "messages must be a non-empty list of {role, content}", "invalid_request_error")
+        problem = message_problem(messages)
+        if problem:
+            return error(400, problem, "invalid_request_error")
+        tools, tool_choice = body.get("tools"), body.get("tool_choice", "auto")
+        if tools is not None and (not isinstance(tools, list) or not all(
+                isinstance(t, dict) and isinstance((t.get("function") or {}).get("name"), str) for t in tools)):
+            return error(400, "tools must be a list of {type: function, function: {name, parameters}}",
+                         "invalid_request_error")
         try:
             params = SamplingParams(temperature=float(body.get("temperature", 0.7)),
                                     max_tokens=int(body.get("max_tokens", 256)),
@@ -64,7 +68,8 @@ def create_app(runtime: Runtime, api_key: str | None = None):
         except (TypeError, ValueError) as e:
             return error(400, f"bad sampling parameters: {e}", "invalid_request_error")
         try:
-            completion = await run_in_threadpool(runtime.chat, str(agent), messages, params)
+            tooling = {"tools": tools, "tool_choice": tool_choice} if tools else {}
+            completion = await run_in_threadpool(lambda: runtime.chat(str(agent), messages, params, **tooling))
         except MemoryInputError as e:
             return error(404, str(e), "invalid_request_error")
         except EngineUnavailable as e:
@@ -74,13 +79,46 @@ def create_app(runtime: Runtime, api_key: str | None = None):
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": agent, "system_fingerprint": completion.adapter or "base",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
-                         "finish_reason": "length" if completion.completion_tokens >= params.max_tokens else "stop"}],
+            "choices": [{"index": 0, "message": reply_message(completion),
+                         "finish_reason": "tool_calls" if completion.tool_calls else
+                         "length" if completion.completion_tokens >= params.max_tokens else "stop"}],
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
                       "total_tokens": completion.prompt_tokens + completion.completion_tokens},
         }
 
     return app
+
+
+def message_problem(messages: Any) -> str | None:
+    """Why ``messages`` is not a valid OpenAI chat history, or None."""
+    if not isinstance(messages, list) or not messages:
+        return "messages must be a non-empty list of {role, content}"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system", "tool"):
+            return f"messages[{i}]: role must be system, user, assistant or tool"
+        calls = m.get("tool_calls")
+        if m["role"] == "assistant" and calls:
+            if not isinstance(calls, list) or not all(
+                    isinstance(c, dict) and isinstance((c.get("function") or {}).get("name"), str) for c in calls):
+                return f"messages[{i}].tool_calls: each needs function.name"
+            if m.get("content") is not None and not isinstance(m["content"], str):
+                return f"messages[{i}].content must be a string or null"
+        elif not isinstance(m.get("content"), str):
+            return f"messages[{i}].content must be a string"
+        if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
+            return f"messages[{i}]: a tool message needs tool_call_id"
+    return None
+
+
+def reply_message(completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text or None}
+    if completion.tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in completion.tool_calls]
+    else:
+        message["content"] = completion.text
+    return message
 
 
 class AgentServer:

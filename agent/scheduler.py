@@ -20,6 +20,18 @@ from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+
+class _BusyIsNormal(logging.Filter):
+    """A poll that fires while the agent's bake still runs is skipped by design (one bake per
+    agent); APScheduler reports each skip as a warning, once per poll interval."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+_apscheduler_log = logging.getLogger("agent.scheduler.apscheduler")
+_apscheduler_log.addFilter(_BusyIsNormal())
+
 # Persisted jobs name module-level functions; they find this process's runtime by database.
 _RUNTIMES: dict[str, Runtime] = {}
 
@@ -59,6 +71,7 @@ class BakeScheduler:
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
             timezone=timezone.utc,
+            logger=_apscheduler_log,
         )
 
     def start(self) -> None:

@@ -32,11 +32,15 @@ def test_pending_items_are_served_from_context(tiny_model, tmp_path):
     assert runtime.chat("ada", [{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=3)).adapter is None
 
 
-def test_every_n_items_trigger_bakes_and_swaps_and_schedules_survive_restart(tiny_model, tmp_path):
+def test_every_n_items_trigger_bakes_and_swaps_and_schedules_survive_restart(tiny_model, tmp_path, caplog):
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
     runtime = make_runtime(tiny_model, tmp_path, schedule={"bake_every_n_items": 2, "poll_s": 0.5},
                            gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
     runtime.store.create_agent("ada")
     scheduler = BakeScheduler(runtime)
+    skipped = []
+    scheduler.scheduler.add_listener(skipped.append, EVENT_JOB_MAX_INSTANCES)
     scheduler.start()
     try:
         runtime.store.add("ada", "The tower is blue.", "news")
@@ -51,6 +55,9 @@ def test_every_n_items_trigger_bakes_and_swaps_and_schedules_survive_restart(tin
         assert {i.status for i in runtime.store.items("ada")} == {"baked"}
         assert runtime.context_items("ada") == []
         assert "bake-n-ada" in scheduler.jobs()
+        # Polls that fired while the bake ran were skipped quietly, not warned about each time.
+        assert skipped
+        assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
     finally:
         scheduler.shutdown()
     # The job store is the same SQLite file: the jobs are still there after a restart.

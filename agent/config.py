@@ -52,9 +52,9 @@ class EngineConfig(_Strict):
                             "default model can follow; 'openai' is the OpenAI tool-calling API (tools "
                             "and tool_calls through vLLM), for larger models")
     tool_choice: Literal["auto", "required"] = Field(
-        "auto", description="openai tool calling: 'auto' lets the model choose (the server needs "
-                            "tool_call_parser); 'required' forces a call by structured output on any "
-                            "model; the last step of a turn is always sent with 'none' so it answers")
+        "auto", description="openai tool calling: 'auto' lets the model choose; 'required' forces a "
+                            "call (decoding constrained to the tools' names); the last step of a turn "
+                            "is always sent with 'none' so that it answers")
     tool_call_parser: str | None = Field(
         None, description="managed vLLM: --enable-auto-tool-choice --tool-call-parser NAME "
                           "(model-specific: hermes for Qwen2.5/Hermes, llama3_json, mistral, ...)")
@@ -66,10 +66,9 @@ class EngineConfig(_Strict):
         if self.tool_calling == "openai" and self.kind != "vllm":
             raise ValueError("tool_calling: openai needs kind: vllm (the in-process engine has no "
                              "OpenAI tool calling)")
-        if self.tool_calling == "openai" and self.tool_choice == "auto" and not (self.tool_call_parser or self.url):
-            raise ValueError("tool_calling: openai with tool_choice: auto needs tool_call_parser (e.g. "
-                             "hermes) so the managed server can parse the model's calls; or use "
-                             "tool_choice: required")
+        if self.tool_calling == "openai" and not (self.tool_call_parser or self.url):
+            raise ValueError("tool_calling: openai needs tool_call_parser (e.g. hermes): vLLM answers "
+                             "tool requests only with a parser set")
         return self
 
     @model_validator(mode="after")

@@ -139,10 +139,10 @@ def test_the_langchain_model_binds_tools(runtime):
 
 def test_tool_calling_config_and_server_flags():
     with pytest.raises(ValidationError, match="needs kind: vllm"):
-        EngineConfig(kind="transformers", tool_calling="openai", tool_choice="required")
+        EngineConfig(kind="transformers", tool_calling="openai", tool_call_parser="hermes")
     with pytest.raises(ValidationError, match="needs tool_call_parser"):
-        EngineConfig(tool_calling="openai")
-    assert EngineConfig(tool_calling="openai", tool_choice="required").tool_call_parser is None
+        EngineConfig(tool_calling="openai", tool_choice="required")
+    assert EngineConfig(tool_calling="openai", url="http://gpu-box:8000").tool_call_parser is None  # attached
     command = vllm_command("/m", 8000, VLLMSettings(tool_call_parser="hermes", chat_template="/t.jinja"))
     joined = " ".join(command)
     assert "--enable-auto-tool-choice --tool-call-parser hermes" in joined and "--chat-template /t.jinja" in joined

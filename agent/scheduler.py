@@ -23,10 +23,14 @@ log = logging.getLogger(__name__)
 
 class _BusyIsNormal(logging.Filter):
     """A poll that fires while the agent's bake still runs is skipped by design (one bake per
-    agent); APScheduler reports each skip as a warning, once per poll interval."""
+    agent); APScheduler reports each skip as a warning, once per poll interval. A poll that
+    races the executors' shutdown is dropped the same way."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
+        if "maximum number of running instances reached" in record.getMessage():
+            return False
+        # A poll that races the shutdown of the executors has nothing left to do.
+        return not (record.exc_info and "cannot schedule new futures after shutdown" in str(record.exc_info[1]))
 
 
 _apscheduler_log = logging.getLogger("agent.scheduler.apscheduler")
@@ -36,9 +40,30 @@ _apscheduler_log.addFilter(_BusyIsNormal())
 _RUNTIMES: dict[str, Runtime] = {}
 
 
-def scheduled_bake(db: str, agent: str) -> None:
+def refused_unchanged(runtime: Runtime, agent: str) -> bool:
+    """True when the agent's last bake was refused by the gate and nothing it depends on has
+    changed since: the same pending items on the same live adapter. A bake is deterministic
+    given its inputs, so a timed retry would only be refused again; a new item, a rollback or
+    an explicit `agent bake` bakes again."""
+    store = runtime.store
+    runs = store.runs(agent)
+    if not runs:
+        return False
+    last = max(runs, key=lambda r: r.id)
+    if last.status != "rejected":
+        return False
+    adapter = next((a for a in store.adapters(agent) if a.id == last.adapter_id), None)
+    live = store.live(agent)
+    pending = {i.id for i in store.items(agent, status="pending") if i.kind != "note"}
+    return (adapter is not None and adapter.parent == (live.name if live else None)
+            and pending == set(last.item_ids))
+
+
+def scheduled_bake(db: str, agent: str, force: bool = False) -> None:
     runtime = _RUNTIMES.get(db)
     if runtime is None:  # a persisted job firing in a process without this runtime
+        return
+    if not force and refused_unchanged(runtime, agent):
         return
     runtime.bake(agent)
 
@@ -48,7 +73,7 @@ def bake_if_enough_pending(db: str, agent: str, threshold: int) -> None:
     if runtime is None:
         return
     pending = [i for i in runtime.store.items(agent, status="pending") if i.kind != "note"]
-    if len(pending) >= threshold:
+    if len(pending) >= threshold and not refused_unchanged(runtime, agent):
         runtime.bake(agent)
 
 
@@ -103,11 +128,12 @@ class BakeScheduler:
         """Queue an explicit bake (runs in the scheduler's pool; serving is not blocked)."""
         self.runtime.store.require_agent(agent)
         self.scheduler.add_job(scheduled_bake, "date", run_date=datetime.now(timezone.utc),
-                               args=[self.db, agent], id=f"bake-now-{agent}", replace_existing=True)
+                               args=[self.db, agent, True], id=f"bake-now-{agent}", replace_existing=True)
 
     def jobs(self) -> list[str]:
         return [job.id for job in self.scheduler.get_jobs()]
 
     def shutdown(self, wait: bool = True) -> None:
+        self.scheduler.pause()  # no new submissions while the executors close
         self.scheduler.shutdown(wait=wait)
         _RUNTIMES.pop(self.db, None)

@@ -143,3 +143,29 @@ def test_per_bake_overrides_reach_the_worker_config(tiny_model, tmp_path):
     assert config.bake.model == str(tiny_model)  # the server's model still wins
     with pytest.raises(ValueError):
         runtime.config_with({"num_querys": 96})
+
+
+def test_a_refused_set_is_not_rebaked_by_the_schedule_until_something_changes(tiny_model, tmp_path):
+    from agent.scheduler import _RUNTIMES, bake_if_enough_pending, refused_unchanged, scheduled_bake
+
+    runtime = make_runtime(tiny_model, tmp_path, gate={"min_fidelity": 2.0})  # unreachable
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "The tower is blue.", "news")
+    assert not refused_unchanged(runtime, "ada")  # no bake yet
+    runtime.bake("ada")
+    assert [r.status for r in runtime.store.runs("ada")] == ["rejected"]
+    assert refused_unchanged(runtime, "ada")
+    db = str(runtime.config.db_path.resolve())
+    _RUNTIMES[db] = runtime
+    try:
+        bake_if_enough_pending(db, "ada", 1)  # the trigger fires, but the same inputs would be refused again
+        scheduled_bake(db, "ada")  # so would an interval or cron bake
+        assert len(runtime.store.runs("ada")) == 1
+        scheduled_bake(db, "ada", force=True)  # an explicit bake (`bake_now`, `agent bake`) always bakes
+        assert len(runtime.store.runs("ada")) == 2
+        runtime.store.add("ada", "The bridge is red.", "news")  # a new item changes the inputs
+        assert not refused_unchanged(runtime, "ada")
+        bake_if_enough_pending(db, "ada", 1)
+        assert len(runtime.store.runs("ada")) == 3
+    finally:
+        _RUNTIMES.pop(db, None)

@@ -326,7 +326,7 @@ class ScenarioRunner:
             logliks = self._engine('score', messages, adapter, question.choices)
             best = max(range(len(logliks)), key=logliks.__getitem__)
             return {"answer": question.choices[best], "score": mc_loglik(logliks, question.answer_idx),
-                    "adapter": adapter}
+                    "adapter": adapter, "logliks": [round(x, 4) for x in logliks]}
         answers = self._answers(messages, adapter, event.samples, event.max_tokens, seed)
         judge = question.judge or Judge(name="contains", value=question.expected)
         return {"answer": answers[0], "score": self._judge(judge, messages, adapter, answers), "adapter": adapter}

@@ -64,9 +64,16 @@ def test_short_scenario_on_real_vllm(tmp_path):
     # Closed-book, from the adapter alone.
     assert score("baked", "baked") == 1.0
     # Scored through the adapter too, while generation requests were in flight.
-    mc_baked = next(r for r in report["asks"] if r["point"] == "baked" and r["condition"] == "baked"
+    def mc_row(condition):
+        return next(r for r in report["asks"] if r["point"] == "baked" and r["condition"] == condition
                     and r["expected"] == "Mara Okafor")
-    assert mc_baked["adapter"] == "ada-v0001" and mc_baked["score"] in (0.0, 1.0)
+
+    def margin(row):  # log-likelihood of the right option over the best wrong one
+        right, *wrong = row["logliks"]
+        return right - max(wrong)
+
+    assert mc_row("baked")["adapter"] == "ada-v0001" and mc_row("base")["adapter"] is None
+    assert margin(mc_row("baked")) > margin(mc_row("base"))  # baking raised the fact's likelihood
     # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
     probes = [r for r in report["probes"] if r["turn"] == 2]
     assert {r["adapter"] for r in probes} == {"ada-v0001"}

@@ -12,13 +12,18 @@ lease expires and the items return to pending; a half-written adapter is never r
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
 from agent.config import RuntimeConfig
 from baking.config import CONTEXT_KINDS
@@ -68,6 +73,27 @@ def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
     return removed
 
 
+@contextlib.contextmanager
+def cpu_turn(device: str, lock_dir: Path | None = None) -> Iterator[float]:
+    """CPU bakes on one host take turns; yields the seconds spent waiting for the turn.
+
+    Two bakes at once on a 2-core host each got half the cores and thrashed: two 3-item bakes
+    took 785 s each, against about 70 s for one alone. In turn, both finish long before that.
+    The lock is a file lock, so it holds across processes (scenario workers, `agent bake` in
+    a shell) and is released by the kernel if a worker dies. GPU bakes do not wait."""
+    if not device.startswith("cpu"):
+        yield 0.0
+        return
+    path = Path(lock_dir or tempfile.gettempdir()) / "promptbake-cpu-bake.lock"
+    start = time.monotonic()
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - start
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:
     from baking import PromptItem, bake
 
@@ -91,11 +117,14 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         for path in sweep_adapter_folders(store, config.adapters_dir / agent):
             print(f"removed {path}: left by a bake that was killed")
         out = config.adapters_dir / agent / f"run-{run.id:04d}"
-        version = bake(
-            prompt_items, out, config.bake, parent=live.path if live else None,
-            replay=replay_inputs(store, agent, config.replay_per_bake), overwrite=True,
-            progress=progress,
-        )
+        with cpu_turn(config.bake.device) as waited:  # the claim's lease is renewed meanwhile
+            if waited > 1:
+                print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
+            version = bake(
+                prompt_items, out, config.bake, parent=live.path if live else None,
+                replay=replay_inputs(store, agent, config.replay_per_bake), overwrite=True,
+                progress=progress,
+            )
         passed, reason = gate_verdict(version.metrics, config)
         metrics = {**version.metrics, "gate": {"passed": passed, "reason": reason}}
         fault_point("registering")

@@ -169,3 +169,37 @@ def test_a_refused_set_is_not_rebaked_by_the_schedule_until_something_changes(ti
         assert len(runtime.store.runs("ada")) == 3
     finally:
         _RUNTIMES.pop(db, None)
+
+
+def test_cpu_bakes_take_turns_and_a_dead_holder_frees_the_turn(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from agent.worker import cpu_turn
+
+    held = threading.Event()
+
+    def first() -> None:
+        with cpu_turn("cpu", tmp_path):
+            held.set()
+            time.sleep(0.6)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait(5)
+    with cpu_turn("cuda:1", tmp_path) as waited:  # a GPU bake does not wait for the CPU
+        assert waited == 0.0
+    with cpu_turn("cpu", tmp_path) as waited:
+        assert waited >= 0.4
+    thread.join()
+    # A holder killed with SIGKILL releases its turn (the kernel drops the file lock).
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, '.'); from agent.worker import cpu_turn\n"
+        f"with cpu_turn('cpu', {str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    with cpu_turn("cpu", tmp_path) as waited:
+        assert waited < 5

@@ -52,9 +52,9 @@ class EngineConfig(_Strict):
                             "default model can follow; 'openai' is the OpenAI tool-calling API (tools "
                             "and tool_calls through vLLM), for larger models")
     tool_choice: Literal["auto", "required"] = Field(
-        "auto", description="openai tool calling: 'auto' lets the model choose; 'required' forces a "
-                            "call (decoding constrained to the tools' names); the last step of a turn "
-                            "is always sent with 'none' so that it answers")
+        "auto", description="openai tool calling, the first step of each turn: 'auto' lets the model "
+                            "choose, 'required' makes it start with a call; later steps are 'auto', and "
+                            "the last step a turn allows is 'none', so that it answers")
     tool_call_parser: str | None = Field(
         None, description="managed vLLM: --enable-auto-tool-choice --tool-call-parser NAME "
                           "(model-specific: hermes for Qwen2.5/Hermes, llama3_json, mistral, ...)")

@@ -185,8 +185,9 @@ def vllm_command(model_path: Path | str, port: int, settings: VLLMSettings) -> l
         "--max-lora-rank", str(settings.max_lora_rank),
         "--max-model-len", str(settings.max_model_len),
         "--dtype", settings.dtype, *settings.extra_args, *_cpu_args(settings),
-        *(["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
-          if settings.tool_call_parser else []),
+        # tool_choice "none" (a turn's last step) must not show the tools, or the model writes a call
+        *(["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser,
+           "--exclude-tools-when-tool-choice-none"] if settings.tool_call_parser else []),
         *(["--chat-template", settings.chat_template] if settings.chat_template else []),
         *(["--api-key", settings.api_key] if settings.api_key else []),
     ]

@@ -4,13 +4,12 @@
     chat.invoke("Who runs Zentrix?")
 
 ``bind_tools`` works as on any LangChain chat model. The tools go to the engine's OpenAI tool
-calling (vLLM with a tool-call parser, or ``tool_choice="required"``), and the reply carries
-``tool_calls``.
+calling (vLLM started with a tool-call parser: ``engine.tool_call_parser``), and the reply
+carries ``tool_calls``; arguments that are not a JSON object come back as ``invalid_tool_calls``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -23,7 +22,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.engines import SamplingParams
-from agent.loop import to_chat_dicts, to_openai_dicts
+from agent.loop import native_tool_calls, to_chat_dicts, to_openai_dicts
 
 
 class PromptbakeChatModel(BaseChatModel):
@@ -38,9 +37,13 @@ class PromptbakeChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
                    *, tool_choice: str | dict | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
-        """Tools as OpenAI function specs; ``tool_choice`` "auto" (default), "required",
-        "none" or a tool's name."""
-        if isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "none"):
+        """Tools as OpenAI function specs; ``tool_choice`` "auto" (default), "required" (also
+        LangChain's "any" or True), "none" (or False), or a tool's name."""
+        if tool_choice is True or tool_choice == "any":
+            tool_choice = "required"
+        elif tool_choice is False:
+            tool_choice = "none"
+        elif isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "none"):
             tool_choice = {"type": "function", "function": {"name": tool_choice}}
         specs = [convert_to_openai_tool(t) for t in tools]
         return super().bind(tools=specs, tool_choice=tool_choice or "auto", **kwargs)
@@ -59,23 +62,14 @@ class PromptbakeChatModel(BaseChatModel):
         for s in stop or []:
             text = text.split(s)[0]
         calls, invalid = [], []
-        for c in reply.tool_calls:  # arguments the model wrote that are not a JSON object are kept, flagged
-            args = _json_object(c.arguments)
-            if args is None:
-                invalid.append({"name": c.name, "args": c.arguments, "id": c.id, "error": "arguments are not a JSON object"})
+        for call in native_tool_calls(reply):  # malformed arguments are kept as written, flagged
+            if call.error:
+                invalid.append({"name": call.name, "args": call.raw, "id": call.id, "error": call.error})
             else:
-                calls.append({"name": c.name, "args": args, "id": c.id})
+                calls.append({"name": call.name, "args": call.args, "id": call.id})
         message = AIMessage(content=text, tool_calls=calls, invalid_tool_calls=invalid,
                             response_metadata={"adapter": reply.adapter},
                             usage_metadata={"input_tokens": reply.prompt_tokens,
                                             "output_tokens": reply.completion_tokens,
                                             "total_tokens": reply.prompt_tokens + reply.completion_tokens})
         return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

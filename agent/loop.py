@@ -22,7 +22,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
@@ -40,15 +40,22 @@ class Reply(Protocol):
     tool_calls: tuple[Any, ...]
 
 
-# model(messages) in text mode; model(messages, tools=[...], tool_choice=...) in openai mode
-ChatFn = Callable[..., Reply]
+class ChatFn(Protocol):
+    """model(messages) in text mode; model(messages, tools=[...], tool_choice=...) in openai mode."""
+
+    def __call__(self, messages: list[dict[str, Any]], **tooling: Any) -> Reply: ...
 
 
 @dataclass(frozen=True)
 class ToolCall:
     name: str
-    args: dict[str, Any]
+    args: dict[str, Any]  # {"__error__": why} when the model's arguments were not a JSON object
     id: str
+    raw: str = "{}"  # the arguments as the model wrote them
+
+    @property
+    def error(self) -> str | None:
+        return self.args.get("__error__")
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,9 @@ class Step:
     adapter: str | None  # the adapter version that answered (None: base model + context)
 
     def to_messages(self) -> list[BaseMessage]:
-        calls = [{"name": c.name, "args": c.args, "id": c.id} for c in self.tool_calls]
-        return [AIMessage(content=self.output, tool_calls=calls), *self.observations]
+        calls = [{"name": c.name, "args": c.args, "id": c.id} for c in self.tool_calls if not c.error]
+        invalid = [{"name": c.name, "args": c.raw, "id": c.id, "error": c.error} for c in self.tool_calls if c.error]
+        return [AIMessage(content=self.output, tool_calls=calls, invalid_tool_calls=invalid), *self.observations]
 
 
 def _arguments(raw: str) -> dict[str, Any]:
@@ -81,13 +89,16 @@ def _arguments(raw: str) -> dict[str, Any]:
 
 def parse_tool_calls(text: str, step: int) -> list[ToolCall]:
     """CALL lines in ``text``; malformed JSON becomes a call whose args carry the error."""
-    return [ToolCall(match.group(1), _arguments(match.group(2) or "{}"), f"call-{step}-{n}")
-            for n, match in enumerate(_CALL.finditer(text))]
+    calls = []
+    for n, match in enumerate(_CALL.finditer(text)):
+        raw = match.group(2) or "{}"
+        calls.append(ToolCall(match.group(1), _arguments(raw), f"call-{step}-{n}", raw))
+    return calls
 
 
 def native_tool_calls(reply: Reply) -> list[ToolCall]:
     """The ``tool_calls`` of an OpenAI-API reply as :class:`ToolCall` records."""
-    return [ToolCall(c.name, _arguments(c.arguments), c.id) for c in getattr(reply, "tool_calls", ())]
+    return [ToolCall(c.name, _arguments(c.arguments), c.id, c.arguments) for c in reply.tool_calls]
 
 
 def tool_specs(tools: dict[str, BaseTool]) -> list[dict]:
@@ -109,9 +120,12 @@ def to_openai_dicts(messages: list[BaseMessage]) -> list[dict[str, Any]]:
     """langchain messages -> OpenAI chat messages, tool calls and ``tool`` results included."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        if isinstance(m, AIMessage) and m.tool_calls:
-            calls = [{"id": c["id"], "type": "function",
-                      "function": {"name": c["name"], "arguments": json.dumps(c["args"])}} for c in m.tool_calls]
+        if isinstance(m, AIMessage) and (m.tool_calls or m.invalid_tool_calls):
+            # The valid calls, then the malformed ones as the model wrote them (results match by id).
+            written = [(c["id"], c["name"], json.dumps(c["args"])) for c in m.tool_calls]
+            written += [(c["id"], c["name"], c["args"] or "") for c in m.invalid_tool_calls]
+            calls = [{"id": i, "type": "function", "function": {"name": name, "arguments": args}}
+                     for i, name, args in written]
             out.append({"role": "assistant", "content": str(m.content) or None, "tool_calls": calls})
         elif isinstance(m, ToolMessage):
             out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": str(m.content)})
@@ -143,26 +157,28 @@ class Agent:
     history: list[BaseMessage] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     tool_calling: Literal["text", "openai"] = "text"
-    tool_choice: str | dict = "auto"  # openai mode: "auto", "required" or a named function
+    # openai mode, the first step of a turn: "auto", "required" (the turn starts with a call) or
+    # a named function; later steps are "auto", and the last one a turn allows is "none".
+    tool_choice: str | dict = "auto"
 
     def run(self, user_text: str) -> list[Step]:
         """Answer one user message, calling tools until a reply calls none."""
         self.history.append(HumanMessage(content=user_text))
         new_steps = []
         for n in range(self.max_steps):
-            step = self._step(last=n == self.max_steps - 1)
+            choice = "none" if n == self.max_steps - 1 else self.tool_choice if n == 0 else "auto"
+            step = self._step(choice)
             new_steps.append(step)
             if not step.tool_calls:
                 break
         return new_steps
 
-    def _step(self, last: bool = False) -> Step:
+    def _step(self, tool_choice: str | dict = "auto") -> Step:
         number = len(self.steps) + 1
         messages_in = list(self.history)
         start = time.perf_counter()
         if self.tool_calling == "openai" and self.tools:
-            reply = self.model(to_openai_dicts(messages_in), tools=tool_specs(self.tools),
-                               tool_choice="none" if last else self.tool_choice)
+            reply = self.model(to_openai_dicts(messages_in), tools=tool_specs(self.tools), tool_choice=tool_choice)
             calls = native_tool_calls(reply)
         else:
             prompt = to_chat_dicts(messages_in)
@@ -179,8 +195,8 @@ class Agent:
 
     def _execute(self, call: ToolCall) -> ToolMessage:
         """Run a tool; any failure becomes an observation the model can react to."""
-        if "__error__" in call.args:
-            content = f"error: {call.args['__error__']}"
+        if call.error:
+            content = f"error: {call.error}"
         elif call.name not in self.tools:
             content = f"error: unknown tool {call.name!r}; available: {', '.join(self.tools) or 'none'}"
         else:

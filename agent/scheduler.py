@@ -41,10 +41,11 @@ _RUNTIMES: dict[str, Runtime] = {}
 
 
 def refused_unchanged(runtime: Runtime, agent: str) -> bool:
-    """True when the agent's last bake was refused by the gate and nothing it depends on has
-    changed since: the same pending items on the same live adapter. A bake is deterministic
-    given its inputs, so a timed retry would only be refused again; a new item, a rollback or
-    an explicit `agent bake` bakes again."""
+    """True when the gate refused the agent's last bake and its inputs have not changed since:
+    the items the next bake would claim are the same, on the same live adapter. A bake is
+    deterministic given its inputs, so a timed retry would only be refused again. A new item,
+    a rollback or an explicit `agent bake` bakes again (so does a changed bake or gate config,
+    which needs the explicit bake)."""
     store = runtime.store
     runs = store.runs(agent)
     if not runs:
@@ -53,10 +54,12 @@ def refused_unchanged(runtime: Runtime, agent: str) -> bool:
     if last.status != "rejected":
         return False
     adapter = next((a for a in store.adapters(agent) if a.id == last.adapter_id), None)
+    if adapter is None or (adapter.metrics.get("gate") or {}).get("passed") is not False:
+        return False  # refused at load time, not by the gate: worth another try
     live = store.live(agent)
-    pending = {i.id for i in store.items(agent, status="pending") if i.kind != "note"}
-    return (adapter is not None and adapter.parent == (live.name if live else None)
-            and pending == set(last.item_ids))
+    pending = sorted(i.id for i in store.items(agent, status="pending") if i.kind != "note")
+    next_claim = pending[:runtime.config.max_items_per_bake]  # claim takes the oldest first
+    return adapter.parent == (live.name if live else None) and set(next_claim) == set(last.item_ids)
 
 
 def scheduled_bake(db: str, agent: str, force: bool = False) -> None:
@@ -128,7 +131,7 @@ class BakeScheduler:
         """Queue an explicit bake (runs in the scheduler's pool; serving is not blocked)."""
         self.runtime.store.require_agent(agent)
         self.scheduler.add_job(scheduled_bake, "date", run_date=datetime.now(timezone.utc),
-                               args=[self.db, agent, True], id=f"bake-now-{agent}", replace_existing=True)
+                               args=[self.db, agent], kwargs={"force": True}, id=f"bake-now-{agent}", replace_existing=True)
 
     def jobs(self) -> list[str]:
         return [job.id for job in self.scheduler.get_jobs()]

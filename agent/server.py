@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from agent.engines import EngineError, EngineUnavailable, SamplingParams
+from agent.engines import Completion, EngineError, EngineUnavailable, SamplingParams
 from agent.runtime import Runtime
 from memory import MemoryInputError
 
@@ -57,10 +57,11 @@ def create_app(runtime: Runtime, api_key: str | None = None):
         if problem:
             return error(400, problem, "invalid_request_error")
         tools, tool_choice = body.get("tools"), body.get("tool_choice", "auto")
-        if tools is not None and (not isinstance(tools, list) or not all(
-                isinstance(t, dict) and isinstance((t.get("function") or {}).get("name"), str) for t in tools)):
-            return error(400, "tools must be a list of {type: function, function: {name, parameters}}",
-                         "invalid_request_error")
+        problem = tools_problem(tools, tool_choice)
+        if problem is None and tools and runtime.config.engine.kind != "vllm":
+            problem = "tools need the vLLM engine with a tool-call parser (engine.tool_call_parser)"
+        if problem:
+            return error(400, problem, "invalid_request_error")
         try:
             params = SamplingParams(temperature=float(body.get("temperature", 0.7)),
                                     max_tokens=int(body.get("max_tokens", 256)),
@@ -89,6 +90,22 @@ def create_app(runtime: Runtime, api_key: str | None = None):
     return app
 
 
+def _function_name(entry: Any) -> str | None:
+    """``entry["function"]["name"]`` of a tool spec or a tool call, if it has one."""
+    function = entry.get("function") if isinstance(entry, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def tools_problem(tools: Any, tool_choice: Any) -> str | None:
+    """Why ``tools`` / ``tool_choice`` are not valid OpenAI request fields, or None."""
+    if tools is not None and (not isinstance(tools, list) or not all(_function_name(t) for t in tools)):
+        return "tools must be a list of {type: function, function: {name, parameters}}"
+    if tool_choice not in ("auto", "required", "none") and not _function_name(tool_choice):
+        return "tool_choice must be auto, required, none or {type: function, function: {name}}"
+    return None
+
+
 def message_problem(messages: Any) -> str | None:
     """Why ``messages`` is not a valid OpenAI chat history, or None."""
     if not isinstance(messages, list) or not messages:
@@ -98,8 +115,7 @@ def message_problem(messages: Any) -> str | None:
             return f"messages[{i}]: role must be system, user, assistant or tool"
         calls = m.get("tool_calls")
         if m["role"] == "assistant" and calls:
-            if not isinstance(calls, list) or not all(
-                    isinstance(c, dict) and isinstance((c.get("function") or {}).get("name"), str) for c in calls):
+            if not isinstance(calls, list) or not all(_function_name(c) for c in calls):
                 return f"messages[{i}].tool_calls: each needs function.name"
             if m.get("content") is not None and not isinstance(m["content"], str):
                 return f"messages[{i}].content must be a string or null"
@@ -110,15 +126,13 @@ def message_problem(messages: Any) -> str | None:
     return None
 
 
-def reply_message(completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": completion.text or None}
-    if completion.tool_calls:
-        message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": c.arguments}}
-                                 for c in completion.tool_calls]
-    else:
-        message["content"] = completion.text
-    return message
+def reply_message(completion: Completion) -> dict[str, Any]:
+    """The OpenAI assistant message: text, or (possibly empty) text and tool calls."""
+    if not completion.tool_calls:
+        return {"role": "assistant", "content": completion.text}
+    calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+             for c in completion.tool_calls]
+    return {"role": "assistant", "content": completion.text or None, "tool_calls": calls}
 
 
 class AgentServer:

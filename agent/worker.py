@@ -80,11 +80,12 @@ def cpu_turn(device: str, lock_dir: Path | None = None) -> Iterator[float]:
     Two bakes at once on a 2-core host each got half the cores and thrashed: two 3-item bakes
     took 785 s each, against about 70 s for one alone. In turn, both finish long before that.
     The lock is a file lock, so it holds across processes (scenario workers, `agent bake` in
-    a shell) and is released by the kernel if a worker dies. GPU bakes do not wait."""
+    a shell) and is released by the kernel if a worker dies. It is per user (another user's
+    lock file would not open). GPU bakes do not wait."""
     if not device.startswith("cpu"):
         yield 0.0
         return
-    path = Path(lock_dir or tempfile.gettempdir()) / "promptbake-cpu-bake.lock"
+    path = Path(lock_dir or tempfile.gettempdir()) / f"promptbake-cpu-bake-{os.getuid()}.lock"
     start = time.monotonic()
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -2,6 +2,7 @@
 context-until-baked, a scheduler-triggered bake in a worker process, gate, swap."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -195,11 +196,13 @@ def test_cpu_bakes_take_turns_and_a_dead_holder_frees_the_turn(tmp_path):
     thread.join()
     # A holder killed with SIGKILL releases its turn (the kernel drops the file lock).
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, '.'); from agent.worker import cpu_turn\n"
+        "import time; from agent.worker import cpu_turn\n"
         f"with cpu_turn('cpu', {str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    holder.kill()
-    holder.wait()
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+    finally:
+        holder.kill()
+        holder.wait()
     with cpu_turn("cpu", tmp_path) as waited:
         assert waited < 5

@@ -82,12 +82,12 @@ def test_the_loop_sends_tool_specs_and_returns_results_as_tool_messages(runtime)
     assert result["content"].startswith("remembered as item")
 
 
-def test_the_last_step_of_a_turn_is_sent_with_tool_choice_none(runtime):
-    rt = runtime([("clock", "{}")], "It is late.")
+def test_required_starts_a_turn_and_its_last_step_is_sent_with_tool_choice_none(runtime):
+    rt = runtime([("clock", "{}")], [("clock", "{}")], "It is late.")
     agent = Agent(lambda m, **kw: rt.chat("ada", m, **kw), build_tools(["clock"], ToolContext()),
-                  max_steps=2, tool_calling="openai", tool_choice="required")
+                  max_steps=3, tool_calling="openai", tool_choice="required")
     steps = agent.run("What time is it?")
-    assert [r["tool_choice"] for r in rt.engine.requests] == ["required", "none"]
+    assert [r["tool_choice"] for r in rt.engine.requests] == ["required", "auto", "none"]
     assert steps[-1].output == "It is late."
 
 
@@ -99,6 +99,11 @@ def test_bad_native_calls_become_observations(runtime):
     first, second = steps[0].observations  # two calls in one reply, two observations
     assert "not a JSON object" in first.content and "unknown tool 'nosuch'" in second.content
     assert steps[-1].output == "Sorry." and len(steps) == 2
+    # The model sees its own malformed arguments again, next to the error, under the same id.
+    call = rt.engine.requests[1]["messages"][-3]
+    assert [c["function"]["arguments"] for c in call["tool_calls"]] == ["{}", "{not json"]
+    ids = {c["id"] for c in call["tool_calls"]}
+    assert {m["tool_call_id"] for m in rt.engine.requests[1]["messages"][-2:]} == ids
 
 
 def test_the_endpoint_passes_tools_through_and_returns_tool_calls(runtime):
@@ -118,8 +123,11 @@ def test_the_endpoint_passes_tools_through_and_returns_tool_calls(runtime):
         bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=30,
                          json={"model": "ada", "messages": [{"role": "tool", "content": "x"}]})
         assert bad.status_code == 400 and "tool_call_id" in bad.json()["error"]["message"]
-        bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=30, json={**body, "tools": [{"x": 1}]})
-        assert bad.status_code == 400 and "tools" in bad.json()["error"]["message"]
+        for tools_field in ([{"x": 1}], [{"type": "function", "function": "clock"}]):
+            bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=30, json={**body, "tools": tools_field})
+            assert bad.status_code == 400 and "tools" in bad.json()["error"]["message"]
+        bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=30, json={**body, "tool_choice": "always"})
+        assert bad.status_code == 400 and "tool_choice" in bad.json()["error"]["message"]
     finally:
         server.stop()
 
@@ -135,6 +143,9 @@ def test_the_langchain_model_binds_tools(runtime):
     malformed = bound.invoke("again")
     assert malformed.tool_calls == [] and malformed.invalid_tool_calls[0]["args"] == "[1]"
     assert chat.invoke("no tools").content == "plain" and rt.engine.requests[2]["tools"] is None
+    # LangChain's own spellings (with_structured_output binds with "any").
+    assert chat.bind_tools([], tool_choice="any").kwargs["tool_choice"] == "required"
+    assert chat.bind_tools([], tool_choice=False).kwargs["tool_choice"] == "none"
 
 
 def test_tool_calling_config_and_server_flags():
@@ -146,6 +157,7 @@ def test_tool_calling_config_and_server_flags():
     command = vllm_command("/m", 8000, VLLMSettings(tool_call_parser="hermes", chat_template="/t.jinja"))
     joined = " ".join(command)
     assert "--enable-auto-tool-choice --tool-call-parser hermes" in joined and "--chat-template /t.jinja" in joined
+    assert "--exclude-tools-when-tool-choice-none" in joined  # a turn's last step cannot call
     assert "--tool-call-parser" not in " ".join(vllm_command("/m", 8000, VLLMSettings()))
 
 

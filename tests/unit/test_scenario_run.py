@@ -146,3 +146,29 @@ def test_run_refuses_a_malformed_scenario_before_starting(tmp_path):
 def test_shipped_example_loads(tiny_run):
     path, _ = tiny_run
     assert load_scenario(path).seed == 3
+
+
+def test_a_wait_ends_when_the_gate_refuses_a_scheduled_bake(tiny_model, tmp_path):
+    """The schedule does not rebake a refused set, so a wait for it must end at the refusal,
+    not at its timeout."""
+    path = tmp_path / "refused.yaml"
+    path.write_text(f"""\
+name: refused
+model: {tiny_model}
+engine: {{kind: transformers}}
+schedule: {{bake_every_n_items: 1, poll_s: 0.5}}
+gate: {{min_fidelity: 2.0}}
+bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
+       max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4}}
+agents: [{{name: ada}}]
+timeline:
+  - {{type: feed, agent: ada, items: ["The tower is blue."]}}
+  - {{type: wait_for_bake, agent: ada, timeout_s: 240}}
+  - {{type: checkpoint, label: end}}
+""")
+    report_md = run_scenario(path, tmp_path / "runs")
+    events = [json.loads(line) for line in (report_md.parent / "events.jsonl").read_text().splitlines()]
+    report = json.loads((report_md.parent / "report.json").read_text())
+    assert [b["status"] for b in report["bakes"]] == ["rejected"]  # baked once, refused, not retried
+    assert "bake_timeout" not in {e["event"] for e in events}
+    assert report["wall_s"] < 200

@@ -36,7 +36,8 @@ class PromptbakeChatModel(BaseChatModel):
         return "promptbake"
 
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
-                   *, tool_choice: str | dict | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
+                   *, tool_choice: str | dict | bool | None = None,
+                   **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
         """Tools as OpenAI function specs; ``tool_choice`` "auto" (default), "required" (also
         LangChain's "any" or True), "none" (or False), or a tool's name."""
         if tool_choice is True or tool_choice == "any":

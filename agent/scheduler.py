@@ -131,7 +131,8 @@ class BakeScheduler:
         """Queue an explicit bake (runs in the scheduler's pool; serving is not blocked)."""
         self.runtime.store.require_agent(agent)
         self.scheduler.add_job(scheduled_bake, "date", run_date=datetime.now(timezone.utc),
-                               args=[self.db, agent], kwargs={"force": True}, id=f"bake-now-{agent}", replace_existing=True)
+                               args=[self.db, agent], kwargs={"force": True}, id=f"bake-now-{agent}",
+                               replace_existing=True)
 
     def jobs(self) -> list[str]:
         return [job.id for job in self.scheduler.get_jobs()]

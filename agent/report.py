@@ -120,6 +120,11 @@ def plot_probes(report: dict, path: Path) -> bool:
             turns, scores = zip(*curves[agent][condition])
             ax.plot(turns, scores, marker="o", label=condition, color=COLORS[condition])
         ax.set_title(f"Persona/instruction stability over the conversation: {agent}")
+        if not any(c in curves[agent] for c in ("baked", "baked+prompted")):
+            refused = [b for b in report.get("bakes", []) if b["agent"] == agent and b["status"] == "rejected"]
+            why = "its bake was refused by the gate" if refused else "it has no live adapter"
+            ax.text(0.5, 0.6, f"baked conditions not measured:\n{why}", transform=ax.transAxes,
+                    ha="center", color="0.4")
         ax.set_xlabel("conversation turn (user messages so far)")
         ax.set_ylabel("judge score (mean over probe questions, 0–1)")
         ax.set_ylim(-0.05, 1.05)

@@ -45,7 +45,7 @@ from agent.scenario import (
     AskEvent, BakeEvent, CheckpointEvent, FeedEvent, Judge, ProbeEvent, Question, SayEvent,
     ScaleEvent, Scenario, ToolEvent, WaitForBakeEvent,
 )
-from agent.scheduler import BakeScheduler, refused_unchanged
+from agent.scheduler import BakeScheduler, enough_pending
 from baking.config import PromptItem
 from baking.render import Message, Query, teacher_messages
 from memory import MemoryInputError
@@ -475,11 +475,9 @@ class ScenarioRunner:
                 self.runtime.store.fail(run.id, reason)
 
     def _trigger_due(self, agent: str) -> bool:
-        """The every-N-items trigger will fire: enough bakeable items are pending, and they are
-        not the set the gate just refused (the schedule does not retry that)."""
+        """The scheduler's every-N-items trigger will fire for ``agent``."""
         n = self.config.schedule.bake_every_n_items
-        pending = [i for i in self.runtime.store.items(agent, status="pending") if i.kind != "note"]
-        return n is not None and len(pending) >= n and not refused_unchanged(self.runtime, agent)
+        return n is not None and enough_pending(self.runtime, agent, n)
 
     def _running_run(self, agent: str) -> bool:
         return any(r.status == "running" for r in self.runtime.store.runs(agent))

@@ -24,8 +24,8 @@ from typing import Iterator
 
 from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
-from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
-from baking.render import Message, Query, context_block, system_prompt, teacher_messages
+from baking.config import BakeConfig, PromptItem
+from baking.render import Message, with_items
 from memory.store import ForgetPlan
 from memory import AdapterRecord, MemoryStore
 
@@ -109,13 +109,8 @@ class Runtime:
         them as they are; the context block goes in front of its last user turn, as for a
         plain conversation."""
         items = self.context_items(agent)
-        context = tuple(i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS)
         turns = [m for m in conversation if m["role"] != "system"]
-        if all(m.keys() == {"role", "content"} and m["role"] in ("user", "assistant") for m in turns) \
-                and turns and turns[-1]["role"] == "user":
-            messages = teacher_messages(items, Query(tuple((m["role"], m["content"]) for m in turns), context, "serve"))
-        else:
-            messages = _with_context(items, context, turns)
+        messages = with_items(items, range(len(items)), turns)
         user_system = [m for m in conversation if m["role"] == "system"]
         if user_system:  # a caller's own system prompt goes after the persona/instructions
             if messages[0]["role"] == "system":
@@ -153,9 +148,7 @@ class Runtime:
         name = self.live_adapter(agent) if adapter is True else (adapter or None)
         messages = self.messages_for(agent, conversation) if with_context else conversation
         with self.using(name):
-            if tools:
-                return self.engine.chat(messages, name, params, tools=tools, tool_choice=tool_choice)
-            return self.engine.chat(messages, name, params)
+            return self.engine.chat(messages, name, params, tools=tools, tool_choice=tool_choice)
 
     # ---------------------------------------------------------------- swap
     def _load_fresh(self, record: AdapterRecord) -> str:
@@ -342,14 +335,3 @@ def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
 
-
-def _with_context(items: list[PromptItem], context: tuple[int, ...], turns: list[Message]) -> list[Message]:
-    """``teacher_messages`` for a conversation with tool turns: the persona and instructions as
-    the system prompt, the context block in front of the last user turn, the rest unchanged."""
-    messages = [dict(m) for m in turns]
-    texts = [items[i].text for i in context]
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    if texts and last_user is not None:
-        messages[last_user]["content"] = context_block(texts) + (messages[last_user]["content"] or "")
-    system = system_prompt(items)
-    return ([{"role": "system", "content": system}] if system else []) + messages

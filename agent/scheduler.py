@@ -47,12 +47,10 @@ def refused_unchanged(runtime: Runtime, agent: str) -> bool:
     a rollback or an explicit `agent bake` bakes again (so does a changed bake or gate config,
     which needs the explicit bake)."""
     store = runtime.store
-    runs = store.runs(agent)
-    if not runs:
+    runs = store.runs(agent)  # in id order
+    if not runs or runs[-1].status != "rejected":
         return False
-    last = max(runs, key=lambda r: r.id)
-    if last.status != "rejected":
-        return False
+    last = runs[-1]
     adapter = next((a for a in store.adapters(agent) if a.id == last.adapter_id), None)
     if adapter is None or (adapter.metrics.get("gate") or {}).get("passed") is not False:
         return False  # refused at load time, not by the gate: worth another try
@@ -71,12 +69,16 @@ def scheduled_bake(db: str, agent: str, force: bool = False) -> None:
     runtime.bake(agent)
 
 
+def enough_pending(runtime: Runtime, agent: str, threshold: int) -> bool:
+    """The every-N-items trigger fires: ``threshold`` bakeable items are pending, and they are
+    not the set the gate just refused."""
+    pending = [i for i in runtime.store.items(agent, status="pending") if i.kind != "note"]
+    return len(pending) >= threshold and not refused_unchanged(runtime, agent)
+
+
 def bake_if_enough_pending(db: str, agent: str, threshold: int) -> None:
     runtime = _RUNTIMES.get(db)
-    if runtime is None:
-        return
-    pending = [i for i in runtime.store.items(agent, status="pending") if i.kind != "note"]
-    if len(pending) >= threshold and not refused_unchanged(runtime, agent):
+    if runtime is not None and enough_pending(runtime, agent, threshold):
         runtime.bake(agent)
 
 

@@ -57,10 +57,18 @@ def context_block(texts: Sequence[str]) -> str:
 def teacher_messages(items: Sequence[PromptItem], query: Query) -> list[Message]:
     """The prompted conversation: system prompt from personas/instructions, context block from
     the query's news/fact items in front of the last user turn."""
-    messages = [{"role": r, "content": c} for r, c in query.messages]
-    context = [items[i].text for i in query.context if items[i].kind in CONTEXT_KINDS]
-    if context:
-        messages[-1] = {"role": "user", "content": context_block(context) + messages[-1]["content"]}
+    return with_items(items, query.context, [{"role": r, "content": c} for r, c in query.messages])
+
+
+def with_items(items: Sequence[PromptItem], context: Sequence[int], messages: list[dict]) -> list[dict]:
+    """``messages`` with the items rendered in: personas and instructions as the system prompt,
+    the news/fact items listed in ``context`` in front of the last user turn. Other turns (e.g.
+    OpenAI tool calls and results when serving) pass through unchanged."""
+    messages = [dict(m) for m in messages]
+    texts = [items[i].text for i in context if items[i].kind in CONTEXT_KINDS]
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if texts and last_user is not None:
+        messages[last_user]["content"] = context_block(texts) + (messages[last_user]["content"] or "")
     system = system_prompt(items)
     return ([{"role": "system", "content": system}] if system else []) + messages
 

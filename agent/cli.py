@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
@@ -327,6 +328,8 @@ def run(
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="attach to a running vLLM server"),
     max_scenario_bytes: int = typer.Option(1 << 20, "--max-scenario-bytes", min=1,
                                            help="refuse larger scenario files unread"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 if a bake failed, was stopped or "
+                                "refused, or a baked condition could not be measured"),
 ) -> None:
     """Run a scenario: its timeline against a real runtime; writes runs/<scenario>-<time>/."""
     from agent.engines import EngineError
@@ -350,7 +353,13 @@ def run(
         report = run_scenario(scenario, runs, engine=engine, console=console, max_bytes=max_scenario_bytes)
     except EngineError as e:
         fail(str(e))
-    console.print(f"\n[bold green]report:[/] {report}")
+    problems = json.loads((report.parent / "report.json").read_text()).get("problems") or []
+    if problems:
+        console.print(f"\n[bold red]FAILED[/] ({len(problems)} problem(s): {escape(problems[0])}); report: {report}")
+        if strict:
+            raise typer.Exit(1)
+    else:
+        console.print(f"\n[bold green]report:[/] {report}")
 
 
 @app.command()
@@ -450,9 +459,10 @@ def _print_summary(metrics: dict, path: Path) -> None:
         ("KL prompted‖parent", f"{metrics['kl_base']:.4f} nats/token"),
         ("KL prompted‖baked", f"{metrics['kl_baked']:.4f} nats/token"),
         ("wall", f"{metrics['wall_s']:.1f} s  (sampling {metrics['sampling_s']:.1f} s, "
-                 f"training {metrics['training_s']:.1f} s)"),
-        ("training", f"{metrics['train_tokens_per_s']:.0f} tokens/s, "
-                     f"peak share {metrics['peak_share']:.2f} ({metrics['dtype']}, {metrics['device']})"),
+                 f"training {metrics['training_s']:.1f} s; estimated {metrics['estimate_s']:.0f} s)"),
+        ("training", f"{metrics['train_tokens_per_s']:.0f} tokens/s, peak share {metrics['peak_share']:.2f} "
+                     f"of {metrics['peak_flops'] / 1e9:.0f} GFLOP/s ({metrics['dtype']}, {metrics['device']})"),
+        ("precision", f"{metrics['dtype']}: {metrics['dtype_reason']}"),
     ]
     for key, value in rows:
         table.add_row(key, value)

@@ -41,6 +41,9 @@ class EngineConfig(_Strict):
     max_lora_rank: int = Field(64)
     max_model_len: int = Field(2048, ge=64)
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        "auto", description="managed vLLM's --dtype; auto: bfloat16 only on a CPU with native bf16 "
+                            "(measured faster), else float32; vLLM's own auto on CUDA")
     startup_timeout_s: float = Field(300.0, gt=0)
     device: str = Field("cpu", description="transformers engine device")
     host: str = Field("127.0.0.1", description="where the managed vLLM server binds; loopback by default")

@@ -166,7 +166,8 @@ class VLLMSettings:
     max_lora_rank: int = 64
     max_model_len: int = 2048
     kv_cache_gib: int = 2  # VLLM_CPU_KVCACHE_SPACE on CPU
-    dtype: str = "bfloat16"
+    dtype: str = "float32"  # agent.runtime passes baking.hardware.vllm_dtype(): bf16 only where native
+    dtype_reason: str = "default"
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
     tool_call_parser: str | None = None  # enables tool_choice "auto" (model-specific: hermes, llama3_json...)
@@ -215,6 +216,7 @@ class VLLMEngine:
         self._gate = SharedExclusive()
         self._score_alone = _cpu_only()
         self._launch: tuple[list[str], VLLMSettings] | None = None  # how to start it again
+        self.settings: VLLMSettings | None = None  # a managed server's settings (None: attached)
 
     @classmethod
     def attach(cls, url: str, api_key: str | None = None) -> "VLLMEngine":
@@ -233,6 +235,7 @@ class VLLMEngine:
         engine = cls(f"http://{client_host}:{port}", None, Path(log_path), model_path=model_path,
                      api_key=settings.api_key)
         engine._launch = (vllm_command(model_path, port, settings), settings)
+        engine.settings = settings
         engine._spawn_and_wait()
         return engine
 

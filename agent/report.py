@@ -322,10 +322,14 @@ def _bake_section(report: dict) -> list[str]:
         return lines + ["No bake ran.", ""]
     table = [[b["name"], b["status"], ",".join(map(str, b["items"])), b["parent"] or "base",
               _fmt(b["fidelity"], 3), _fmt(b["locality_kl"], 3), _fmt(b["wall_s"], 1),
-              _fmt(b["train_tokens_per_s"], 0), (b.get("gate") or {}).get("reason", b.get("reason") or "")]
+              _fmt(b.get("estimate_s"), 0), _fmt(b["train_tokens_per_s"], 0), b.get("dtype") or "–",
+              (b.get("gate") or {}).get("reason", b.get("reason") or "")]
              for b in bakes]
     lines += [_table(["adapter", "status", "items", "parent", "fidelity", "locality KL", "wall s",
-                      "train tok/s", "gate"], table), ""]
+                      "estimated s", "train tok/s", "dtype", "gate"], table), ""]
+    reasons = sorted({f"{b['dtype']} on {b.get('cpu_isa') or 'this device'}: {b['dtype_reason']}"
+                      for b in bakes if b.get("dtype_reason")})
+    lines += [f"Bake precision: {r}" for r in reasons] + ([""] if reasons else [])
     if report["swaps"]:
         lines += ["Hot swaps (adapter on disk → first token served with it): " + ", ".join(
             f"{s['adapter']} {s['latency_s'] * 1000:.0f} ms" for s in report["swaps"]), ""]
@@ -369,17 +373,25 @@ def render(folder: Path | str) -> Path:
     s = report["scenario"]
     lines = [f"# Scenario report: {s['name']}", "",
              s.get("description") or "", "",
-             f"- model: `{s['model']}`, engine: {s['engine']}, seed {s['seed']}",
+             f"- model: `{s['model']}`, engine: {s['engine']}, seed {s['seed']}"
+             + (f"; vLLM --dtype {s['serving_dtype']['dtype']} ({s['serving_dtype']['reason']})"
+                if s.get("serving_dtype") else ""),
              f"- started {report['started_at']}, wall {report.get('wall_s', 0):.0f} s",
              f"- agents: {', '.join(report['agents'])}",
              "- conditions: base (no adapter, no prompt), prompted (memories in the prompt), baked "
              "(live adapter, no prompt), baked+prompted (both)", ""]
+    problems = report.get("problems") or []
+    if problems:  # said first: a run that did not show its main job must not look like one that did
+        lines[2:2] = [f"**This run FAILED its main job: {len(problems)} problem(s).**", "",
+                      *[f"- {p}" for p in problems], ""]
     for plot in plots:
         lines += [f"![{plot}]({plot})", ""]
     lines += _ask_section(report) + _probe_section(report) + _scale_section(report) + _bake_section(report)
     lines += _conversation_section(report)
     if report["errors"]:
         lines += ["## Errors", ""] + [f"- event {e['event']} ({e['agent']}): {e['error'][-300:]}" for e in report["errors"]]
+    lines += ["", f"**Result: FAILED, {len(problems)} problem(s) (listed at the top).**" if problems
+              else "**Result: every bake went live and every condition was measured.**"]
     out = folder / "report.md"
     out.write_text("\n".join(lines).rstrip() + "\n")
     return out

@@ -70,6 +70,43 @@ def run_folder(root: Path, name: str) -> Path:
     return folder
 
 
+class BakeWatch:
+    """When to stop a running bake: never on a fixed clock while it progresses.
+
+    ``check`` is called with the worker's progress file (parsed) and the time. A bake is
+    stopped when its progress has not changed for ``stall_s``, when it runs past
+    ``limit_factor`` × its own estimate (the worker writes it under ``_estimate`` before
+    sampling; the limit counts from then) + ``start_allowance_s``, or past ``deadline`` (an
+    explicit cap; inf if none).
+    """
+
+    def __init__(self, stall_s: float, limit_factor: float, start_allowance_s: float,
+                 deadline: float = float("inf"), now: float | None = None) -> None:
+        self.stall_s, self.limit_factor, self.allowance_s = stall_s, limit_factor, start_allowance_s
+        self.deadline = deadline
+        self.started = self.last_change = time.monotonic() if now is None else now
+        self.seen: dict | None = None
+        self.estimate: dict | None = None
+        self.limit_s: float | None = None
+
+    def check(self, progress: dict | None, now: float) -> str | None:
+        if progress is not None and progress != self.seen:
+            self.seen, self.last_change = progress, now
+        if self.estimate is None and progress and "_estimate" in progress:
+            # The limit's clock starts here: a wait for another CPU bake's turn is not this
+            # bake's work (the waiting worker keeps its file changing, so it is no stall).
+            self.estimate, self.started = progress["_estimate"], now
+            self.limit_s = self.limit_factor * self.estimate["seconds"] + self.allowance_s
+        if now - self.last_change > self.stall_s:
+            return f"stalled: no progress for {self.stall_s:.0f} s"
+        if self.limit_s is not None and now - self.started > self.limit_s:
+            return (f"ran {now - self.started:.0f} s, past {self.limit_factor:g}x its estimate of "
+                    f"{self.estimate['seconds']:.0f} s (+{self.allowance_s:.0f} s)")
+        if now > self.deadline:
+            return "timed out (timeout_s)"
+        return None
+
+
 @dataclass
 class AgentState:
     loop: Agent
@@ -109,10 +146,15 @@ class ScenarioRunner:
             "agents": [a.name for a in scenario.agents],
             "gate": scenario.gate.model_dump(),
             "asks": [], "probes": [], "scales": [], "swaps": [], "feeds": [], "checkpoints": [],
-            "conversations": {}, "bakes": [], "failed_bakes": [], "errors": [],
+            "conversations": {}, "bakes": [], "failed_bakes": [], "errors": [], "skipped": [],
+            "problems": [],
         }
         self.log("start", folder=str(folder), scenario=scenario.name)
         self.runtime = Runtime.open(self.config, engine)
+        settings = getattr(self.runtime.engine, "settings", None)
+        if settings is not None:  # a managed vLLM: which dtype it serves in, and why
+            self.report["scenario"]["serving_dtype"] = {"dtype": settings.dtype, "reason": settings.dtype_reason}
+            self.log("engine", None, f"vLLM --dtype {settings.dtype}: {settings.dtype_reason}")
         self.scheduler = None
         if any([scenario.schedule.bake_every_n_items, scenario.schedule.bake_every_s, scenario.schedule.cron]):
             self.scheduler = BakeScheduler(self.runtime)
@@ -355,6 +397,9 @@ class ScenarioRunner:
         self.report["asks"].extend(rows)
         skipped = [c for c in event.conditions if not self.has_adapter(event.agent, c)]
         summary = [f"(no adapter yet: {', '.join(skipped)} skipped)"] if skipped else []
+        if skipped and self.runtime.store.runs(event.agent):  # a bake ran, yet nothing went live
+            self.report["skipped"].append({"agent": event.agent, "point": point, "event": self.index,
+                                           "conditions": skipped})
         for condition in event.conditions:
             scored = [r["score"] for r in rows if r["condition"] == condition and not r["control"]]
             if scored:
@@ -429,10 +474,11 @@ class ScenarioRunner:
 
     def wait_for_bake(self, event: WaitForBakeEvent) -> None:
         state = self.agents[event.agent]
-        deadline = time.monotonic() + event.timeout_s
+        deadline = time.monotonic() + event.timeout_s if event.timeout_s else float("inf")
         if state.bake is None and self.scheduler is not None:
             # A scheduler trigger is due (or its worker is starting): wait until it has run once
             # (a rejected bake returns its items to pending; that does not make us wait again).
+            # A scheduled worker that dies gives its items back when its lease runs out.
             runs_before = len(self.runtime.store.runs(event.agent))
 
             def busy() -> bool:
@@ -444,13 +490,14 @@ class ScenarioRunner:
             if time.monotonic() >= deadline:
                 self.log("bake_timeout", event.agent, f"no scheduled bake finished within {event.timeout_s:.0f} s")
         elif state.bake is not None:
-            self._follow(state, deadline)
-            if state.bake.poll() is None:
-                self._stop_worker(event.agent, state, f"timed out after {event.timeout_s:.0f} s")
-                self.log("bake_timeout", event.agent, f"killed after {event.timeout_s:.0f} s; items back to pending")
+            stopped = self._follow(event.agent, state, event, deadline)
+            if stopped is not None:
+                self._stop_worker(event.agent, state, stopped)
+                self.report["errors"].append({"agent": event.agent, "event": self.index, "error": f"bake stopped: {stopped}"})
+                self.log("bake_stopped", event.agent, f"{stopped}; items back to pending")
             code = state.bake.returncode
             state.bake = None
-            if code != 0:
+            if code != 0 and stopped is None:
                 tail = (self.folder / "logs" / f"worker-{event.agent}.log").read_text(errors="replace")[-600:]
                 self.report["errors"].append({"agent": event.agent, "event": self.index, "error": tail})
                 self.log("bake_failed", event.agent, f"worker exited with {code}; items stay pending. "
@@ -482,29 +529,47 @@ class ScenarioRunner:
     def _running_run(self, agent: str) -> bool:
         return any(r.status == "running" for r in self.runtime.store.runs(agent))
 
-    def _follow(self, state: AgentState, deadline: float) -> None:
-        """Rich progress bars for the worker's sampling and training, read from its file."""
+    def _follow(self, agent: str, state: AgentState, event: WaitForBakeEvent, deadline: float) -> str | None:
+        """Rich progress bars for the worker's sampling and training, read from its file, until
+        it exits; returns why it must be stopped instead (see :class:`BakeWatch`), or None."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        watch = BakeWatch(event.stall_s, event.limit_factor, event.start_allowance_s, deadline)
         with Progress(TextColumn("  [bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
                       transient=False) as bars:
             tasks: dict[str, Any] = {}
-            while state.bake.poll() is None and time.monotonic() < deadline:
-                self._update_bars(bars, tasks, state.bake_progress)
+            while state.bake.poll() is None:
+                progress = self._update_bars(bars, tasks, state.bake_progress)
+                had_estimate = watch.estimate is not None
+                stop = watch.check(progress, time.monotonic())
+                if watch.estimate is not None and not had_estimate:
+                    est = watch.estimate
+                    self.log("bake_estimate", agent,
+                             f"~{est['seconds']:.0f} s on this machine ({est['dtype']}, "
+                             f"{est['flops_per_s'] / 1e9:.0f} GFLOP/s matmul); stopped if it makes no "
+                             f"progress for {event.stall_s:.0f} s or runs past {watch.limit_s:.0f} s",
+                             estimate=est, limit_s=watch.limit_s)
+                if stop is not None:
+                    return stop
                 time.sleep(0.5)
             self._update_bars(bars, tasks, state.bake_progress)
+        return None
 
     @staticmethod
-    def _update_bars(bars, tasks: dict[str, Any], path: Path) -> None:
+    def _update_bars(bars, tasks: dict[str, Any], path: Path) -> dict | None:
         try:
             progress = json.loads(path.read_text())
         except (OSError, ValueError):
-            return
-        for label, (done, total, info) in progress.items():
+            return None
+        for label, value in progress.items():
+            if label.startswith("_"):  # a note (the estimate), not a bar
+                continue
+            done, total, info = value
             if label not in tasks:
                 tasks[label] = bars.add_task(label, total=total, info="")
             bars.update(tasks[label], completed=done, total=total, info=info)
+        return progress
 
     def _log_verdicts(self, agent: str) -> None:
         for record in self.runtime.store.adapters(agent):
@@ -519,7 +584,7 @@ class ScenarioRunner:
         m = record.metrics
         run = next((r for r in self.runtime.store.runs(record.agent) if r.adapter_id == record.id), None)
         keys = ("fidelity", "kl_base", "kl_baked", "locality_kl", "wall_s", "sampling_s", "training_s",
-                "eval_s", "train_tokens_per_s", "peak_share")
+                "eval_s", "train_tokens_per_s", "peak_share", "dtype", "dtype_reason", "estimate_s", "cpu_isa")
         return {"agent": record.agent, "name": record.name, "status": record.status, "reason": record.reason,
                 "parent": record.parent, "items": record.item_ids, "path": record.path,
                 "started_s": run.started_at - self.started if run else None,
@@ -598,16 +663,30 @@ class ScenarioRunner:
         self.report["bakes"] = [self._bake_row(r) for a in self.agents for r in store.adapters(a)]
         self.report["failed_bakes"] = [{"agent": r.agent, "run": r.id, "error": r.error, "items": r.item_ids}
                                        for a in self.agents for r in store.runs(a) if r.status == "failed"]
+        self.report["problems"] = self.problems()
         self.report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.report["wall_s"] = time.time() - self.started
         tmp = self.folder / "report.json.tmp"
         tmp.write_text(json.dumps(self.report, indent=2, default=str))
         tmp.replace(self.folder / "report.json")
 
+    def problems(self) -> list[str]:
+        """What kept the run from showing its main job: bakes that failed, were stopped or were
+        refused by the gate, and asks whose baked conditions had no adapter to ask."""
+        found = [f"bake run {f['run']} ({f['agent']}) failed: {f['error'][:160]}" for f in self.report["failed_bakes"]]
+        found += [f"{b['name']} was refused by the gate: {(b.get('gate') or {}).get('reason') or b['reason']}"
+                  for b in self.report["bakes"] if b["status"] == "rejected"]
+        found += [f"ask '{s['point']}' ({s['agent']}): no live adapter, {', '.join(s['conditions'])} not measured"
+                  for s in self.report["skipped"]]
+        return found
+
     def finish(self) -> None:
         try:
             self.write_report()
-            self.log("done", None, f"{time.time() - self.started:.0f} s; report in {self.folder}")
+            problems = self.report["problems"]
+            verdict = (f"FAILED: {len(problems)} problem(s), first: {problems[0]}" if problems
+                       else "all bakes went live")
+            self.log("done", None, f"{time.time() - self.started:.0f} s; {verdict}; report in {self.folder}")
         finally:
             self.events_file.close()
             self.runtime.close()

@@ -226,9 +226,21 @@ class BakeEvent(_Strict):
 
 
 class WaitForBakeEvent(_Strict):
+    """Wait for the agent's bake to finish, then swap in a passing candidate.
+
+    A bake that is progressing is never killed on a fixed clock: it is stopped when it stalls
+    (no progress for ``stall_s``), or when it runs past ``limit_factor`` times its own estimate
+    of its work on this machine (printed when it starts). ``timeout_s`` adds a hard cap.
+    """
+
     type: Literal["wait_for_bake"]
     agent: str
-    timeout_s: float = Field(900, gt=0)
+    stall_s: float = Field(300, gt=0, description="stop a bake that reports no progress for this long")
+    limit_factor: float = Field(4.0, ge=1, description="stop a bake after this many times its estimate "
+                                "plus start_allowance_s")
+    start_allowance_s: float = Field(120, ge=0, description="added to the limit: the worker's start, "
+                                     "model load and a wait for another CPU bake's turn")
+    timeout_s: float | None = Field(None, gt=0, description="optional hard cap in seconds")
 
 
 class ScaleEvent(_Strict):

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from agent.config import RuntimeConfig
 from baking.config import CONTEXT_KINDS
@@ -74,21 +74,30 @@ def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def cpu_turn(device: str, lock_dir: Path | None = None) -> Iterator[float]:
+def cpu_turn(device: str, lock_dir: Path | None = None,
+             on_wait: Callable[[float], None] | None = None) -> Iterator[float]:
     """CPU bakes on one host take turns; yields the seconds spent waiting for the turn.
 
     Two bakes at once on a 2-core host each got half the cores and thrashed: two 3-item bakes
     took 785 s each, against about 70 s for one alone. In turn, both finish long before that.
     The lock is a file lock, so it holds across processes (scenario workers, `agent bake` in
     a shell) and is released by the kernel if a worker dies. It is per user (another user's
-    lock file would not open). GPU bakes do not wait."""
+    lock file would not open). GPU bakes do not wait. While it waits, ``on_wait`` is called
+    every few seconds with the seconds waited (a watcher must not mistake the wait for a stall)."""
     if not device.startswith("cpu"):
         yield 0.0
         return
     path = Path(lock_dir or tempfile.gettempdir()) / f"promptbake-cpu-bake-{os.getuid()}.lock"
     start = time.monotonic()
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(time.monotonic() - start)
+                time.sleep(2.0)
         try:
             yield time.monotonic() - start
         finally:
@@ -118,7 +127,11 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         for path in sweep_adapter_folders(store, config.adapters_dir / agent):
             print(f"removed {path}: left by a bake that was killed")
         out = config.adapters_dir / agent / f"run-{run.id:04d}"
-        with cpu_turn(config.bake.device) as waited:  # the claim's lease is renewed meanwhile
+        def waiting(seconds: float) -> None:
+            if isinstance(progress, Path):
+                progress.write_text(json.dumps({"_waiting": {"seconds": round(seconds)}}))
+
+        with cpu_turn(config.bake.device, on_wait=waiting) as waited:  # the lease is renewed meanwhile
             if waited > 1:
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(

@@ -29,7 +29,8 @@ import torch
 
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
-from baking.hardware import bf16_matmul_flops, bf16_supported, resolve_device
+from baking.cost import ModelShape, estimate_bake
+from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
     DefaultQuerySource,
     control_questions,
@@ -145,7 +146,8 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     parent = check_parent(parent)
     out = check_out(out, overwrite)
     device = resolve_device(config.device)
-    bf16 = config.dtype == "bf16" or (config.dtype == "auto" and bf16_supported(device))
+    precision = choose_precision(device, config.dtype)  # bf16 only where native and faster
+    bf16 = precision.bf16
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
@@ -154,8 +156,9 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     timings: dict[str, float] = {}
     ui = _Progress(progress)
 
-    # The reference rate for peak_share, measured here so it shares threads and machine load.
-    peak_flops = bf16_matmul_flops(device)
+    # The reference rate for peak_share and the estimate: a matmul in the dtype training uses,
+    # measured here (well under a second) so it shares threads and machine load.
+    peak_flops = matmul_flops(device, precision.dtype)
 
     # 1. Model: bf16 weights when bf16 is native (the LoRA weights stay fp32), parent adapter.
     t = time.perf_counter()
@@ -163,6 +166,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     model = _with_lora(model, config, parent)
     _lora_dtype(model, torch.bfloat16 if bf16 else torch.float32)
     num_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    shape = ModelShape.of(model.get_base_model())
     timings["load_s"] = time.perf_counter() - t
 
     def teacher_ids(q: Query) -> list[int]:
@@ -192,6 +196,10 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     source = queries or DefaultQuerySource()
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
+    control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
+    estimate = _estimate(items, config, shape, precision.dtype, peak_flops, train_queries,
+                         eval_queries + control_queries, replay, teacher_ids, student_ids)
+    ui.note("estimate", estimate.as_dict(), f"estimate: {estimate.line()}")
     train_queries += _model_written_questions(items, config, tokenizer, run_teacher)
     if not train_queries or not eval_queries:
         raise BakeError("the query source returned no inputs for these items")
@@ -201,9 +209,9 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     # from one teacher-forced pass afterwards, since fidelity is measured on the full KL.
     topk = config.topk if config.loss == "topk" else None
     repeated = [q for q in train_queries for _ in range(config.trajectories_per_query)]
-    # Control inputs: unrelated generic requests with no item context. Their teacher is the
-    # parent with only the system-prompt items, so a news bake should leave them unchanged.
-    control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
+    # Control inputs (drawn above): unrelated generic requests with no item context. Their
+    # teacher is the parent with only the system-prompt items, so a news bake should leave them
+    # unchanged.
     evaluated = eval_queries + control_queries
     sampled = run_teacher([teacher_ids(q) for q in repeated + evaluated], topk, "teacher")
     first_turns, held_out = sampled[: len(repeated)], sampled[len(repeated) :]
@@ -227,8 +235,10 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
 
     # 4. How far the un-prompted parent is from the prompted teacher.
     t = time.perf_counter()
+    eval_task = ui.task("evaluating", 2)
     kl_base = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
     locality_parent = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
+    ui.advance(eval_task, 1, "parent")
     timings["eval_s"] = time.perf_counter() - t
 
     # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
@@ -252,6 +262,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         device=device,
         bf16=bf16,
         generator=generator,
+        shape=shape,
         snapshots={s: tmp / half_dirs[f] for s, f in snapshot_steps.items()},
         on_step=lambda step, total, loss: (ui.advance(task, 1, f"loss {loss:.3f}"), fault_point("training")),
     )
@@ -262,6 +273,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     t = time.perf_counter()
     kl_baked = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
     locality = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
+    ui.advance(eval_task, 1, "baked")
     timings["eval_s"] += time.perf_counter() - t
     ui.close()
 
@@ -280,13 +292,20 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         "train_tokens": stats.tokens,
         "train_tokens_per_s": tokens_per_s,
         "num_params": num_params,
-        "peak_bf16_flops": peak_flops,
-        # 4 * N FLOPs per token: forward 2N, backward 2N for activations (frozen base, LoRA only).
-        "peak_share": 4 * num_params * tokens_per_s / peak_flops,
+        # The matmul rate in the training dtype, and the share of it training reached: FLOPs
+        # actually run (baking.cost: 4·N_body per forwarded token, 4·d·V per loss position).
+        "peak_flops": peak_flops,
+        "peak_dtype": precision.dtype,
+        "train_flops": stats.flops,
+        "peak_share": stats.flops / max(stats.seconds, 1e-9) / peak_flops,
         "loss_first": stats.losses[0],
         "loss_last": stats.losses[-1],
-        "dtype": "bf16" if bf16 else "fp32",
+        "dtype": precision.dtype,
+        "dtype_reason": precision.reason,
+        "cpu_isa": cpu_isa() if device.type == "cpu" else None,
         "device": str(device),
+        "estimate_s": estimate.seconds,
+        "estimate_phases_s": estimate.phases,
         **timings,
     }
     t = time.perf_counter()
@@ -364,6 +383,30 @@ def _lora_dtype(model, dtype: torch.dtype) -> None:
             p.data = p.data.to(dtype)
 
 
+def _estimate(items, config, shape, dtype, flops, train_queries, evaluated, replay, teacher_ids, student_ids):
+    """The bake's expected wall time here, from its inputs' token counts (baking.cost)."""
+    context_items = sum(1 for it in items if it.kind in CONTEXT_KINDS)
+    questions = 2 * config.model_questions_per_item * context_items
+    written = [Query.single("What happened?", (0,), "model-written")] * (config.model_questions_per_item * context_items)
+    trains = [q for q in train_queries + written for _ in range(config.trajectories_per_query)]
+    replays = [Query.single(r, (), "replay") if isinstance(r, str) else r for r in replay]
+    second = 0
+    if any(it.kind in SYSTEM_KINDS for it in items):
+        second = round(config.multi_turn_fraction * len(trains))
+    question_len = len(teacher_ids(Query.single("x" * 40, (0,) if context_items else (), "q"))) + 40
+    return estimate_bake(
+        shape, dtype=dtype, flops_per_s=flops,
+        sampled_prompts=[len(teacher_ids(q)) for q in trains + evaluated] + [len(student_ids(q)) for q in replays],
+        max_new_tokens=config.max_new_tokens,
+        question_prompts=[question_len] * questions,
+        train_prompts=[len(student_ids(q)) for q in trains + replays],
+        second_turn_prompts=second,
+        epochs_or_steps=(config.epochs, config.max_steps),
+        batch_size=config.batch_size,
+        eval_prompts=[len(student_ids(q)) for q in evaluated],
+    )
+
+
 def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Query]:
     """Questions the model writes about each news/fact item, with the item in context."""
     context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
@@ -417,8 +460,8 @@ def _vllm_compatible(folder: Path, config: BakeConfig) -> None:
 
 class _Progress:
     """Progress for sampling and training: a rich display (``True``), a JSON file another
-    process can render (a path: {label: [done, total, info]}, rewritten atomically at most
-    twice a second), or nothing (``False``)."""
+    process can render (a path: {label: [done, total, info]} plus notes under ``_``-keys,
+    rewritten atomically at most twice a second), or nothing (``False``)."""
 
     def __init__(self, enabled: bool | Path) -> None:
         self.bar = None
@@ -460,6 +503,14 @@ class _Progress:
         tmp.write_text(json.dumps(self.state))
         os.replace(tmp, self.file)
         self.written = time.monotonic()
+
+    def note(self, key: str, value: dict, line: str) -> None:
+        """A record for watchers (``_<key>`` in the file) and a line on the rich display."""
+        if self.file is not None:
+            self.state[f"_{key}"] = value
+            self._write(force=True)
+        elif self.bar is not None:
+            self.bar.console.print(line)
 
     def close(self) -> None:
         if self.file is not None:

@@ -151,6 +151,8 @@ class TrainStats:
     tokens: int  # real (non-pad) tokens forwarded, summed over steps
     seconds: float
     losses: list[float]
+    flops: float = 0.0  # matmul FLOPs on real tokens (baking.cost); padding is not counted
+    loss_positions: int = 0
     # Wall seconds per phase of a step: forward (incl. the loss), backward, optimizer (grad
     # copy, clipping, AdamW, copy back); on CUDA each phase ends with a synchronize.
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("forward", "backward", "optimizer"), 0.0))
@@ -179,6 +181,7 @@ def train(
     bf16: bool,
     generator: torch.Generator,
     snapshots: dict[int, Path],
+    shape=None,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainStats:
     """Minimise KL(teacher || student) over ``examples``; save the adapter at ``snapshots`` steps."""
@@ -224,7 +227,11 @@ def train(
             stats.phases["optimizer"] += t3 - t2
             stats.steps += 1
             # Tokens actually forwarded: the shared prefix once, not once per row.
-            stats.tokens += batch.num_tokens - (len(batch.input_ids) - 1) * batch.shared_prefix
+            forwarded = batch.num_tokens - (len(batch.input_ids) - 1) * batch.shared_prefix
+            stats.tokens += forwarded
+            stats.loss_positions += len(batch.rows)
+            if shape is not None:
+                stats.flops += shape.train_flops(forwarded, len(batch.rows))
             stats.losses.append(loss.detach().item())
             if stats.steps in snapshots:
                 model.save_pretrained(snapshots[stats.steps])

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+# The slow-class emulation on an AVX512 machine (benchmarks/results/emulation.md): oneDNN and
+# MKL capped at AVX2, so bf16 is emulated and the auto precision falls back to fp32.
+EMULATION = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_model() -> str:
@@ -27,10 +30,14 @@ def header(module: str) -> dict:
     """The provenance of one benchmark run: command, date, machine."""
     import torch
 
+    from baking.hardware import cpu_isa
+
+    caps = " ".join(f"{k}={os.environ[k]}" for k in EMULATION if k in os.environ)
     return {
-        "command": f"python -m benchmarks.{module} " + shlex.join(sys.argv[1:]),
+        "command": (f"{caps} " if caps else "") + f"python -m benchmarks.{module} " + shlex.join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__}, "
+        "isa": cpu_isa(),
+        "machine": f"{os.cpu_count()} CPU cores ({cpu_model()}; class: {cpu_isa()}), torch {torch.__version__}, "
                    f"CUDA {'yes' if torch.cuda.is_available() else 'no'}",
     }
 

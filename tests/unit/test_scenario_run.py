@@ -172,3 +172,34 @@ timeline:
     assert [b["status"] for b in report["bakes"]] == ["rejected"]  # baked once, refused, not retried
     assert "bake_timeout" not in {e["event"] for e in events}
     assert report["wall_s"] < 200
+
+
+def test_a_run_whose_bake_was_refused_says_so_and_fails_under_strict(tiny_model, tmp_path):
+    path = tmp_path / "refused-strict.yaml"
+    path.write_text(f"""\
+name: refused-strict
+model: {tiny_model}
+engine: {{kind: transformers}}
+gate: {{min_fidelity: 2.0}}
+bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
+       max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4}}
+agents: [{{name: ada}}]
+question_sets:
+  q: [{{question: "Colour of the tower?", expected: blue}}]
+timeline:
+  - {{type: feed, agent: ada, items: ["The tower is blue."]}}
+  - {{type: bake, agent: ada}}
+  - {{type: wait_for_bake, agent: ada}}
+  - {{type: ask, agent: ada, sets: [q], conditions: [base, baked], max_tokens: 4}}
+""")
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", str(path), "--runs", str(runs), "--strict"])
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.output and "refused by the gate" in result.output
+    (folder,) = runs.iterdir()
+    report = json.loads((folder / "report.json").read_text())
+    assert any("refused by the gate" in p for p in report["problems"])
+    assert any("baked not measured" in p for p in report["problems"])
+    lines = (folder / "report.md").read_text().splitlines()
+    assert lines[2].startswith("**This run FAILED its main job: 2 problem(s).**")
+    assert lines[-1].startswith("**Result: FAILED, 2 problem(s)")

@@ -29,9 +29,9 @@ model: setup
 	$(PY) -m baking.model
 
 # The main job: scenarios/quickstart.yaml on the shipped model and a managed vLLM server; the
-# last line printed is the path of the report.
+# last line printed is the path of the report, or FAILED and why (then the exit code is 1).
 demo: model
-	$(PY) -m agent.cli run scenarios/quickstart.yaml
+	$(PY) -m agent.cli run --strict scenarios/quickstart.yaml
 
 test: model
 	$(PY) -m pytest -q tests

@@ -57,7 +57,9 @@ class BakeConfig(BaseModel):
     )
     # --- teacher sampling ---
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
-    max_new_tokens: int = Field(40, ge=1, le=2048)
+    max_new_tokens: int = Field(
+        24, ge=1, le=2048, description="teacher continuation length; 24 kept a persona's fidelity "
+        "(0.795 vs 0.778 at 40, same steps) at 0.7x the cost (benchmarks/results/bake_budget.md)")
     sample_batch_size: int = Field(128, ge=1, description="sequences per teacher decoding batch")
     # --- LoRA ---
     lora_rank: int = Field(8, ge=1)
@@ -72,15 +74,17 @@ class BakeConfig(BaseModel):
     lora_plus_ratio: float = Field(
         1.0, ge=1, description="LoRA+: lora_B learns this many times faster than lora_A"
     )
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(2, ge=1, description="passes over the trajectories; with batch_size 8, "
+                        "as many optimiser steps as 4 epochs of 16 for half the FLOPs")
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    batch_size: int = Field(16, ge=1, description="trajectories per optimiser step")
+    batch_size: int = Field(8, ge=1, description="trajectories per optimiser step")
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
     loss: Literal["full", "topk"] = "topk"
     topk: int = Field(32, ge=1, description="k for loss=topk: teacher log-probs kept per token")
     dtype: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 weights + autocast where the device supports bf16"
+        "auto", description="auto: bf16 where it is native and measured faster than fp32 "
+        "(baking.hardware.choose_precision), else fp32; bake.json records which and why"
     )
     device: str = "cpu"
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: all cores")

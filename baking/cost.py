@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# Share of the probe's matmul rate each phase reaches on the 135M model, measured
-# (benchmarks/bench_estimate.py) on a 2-core AVX512-BF16 CPU in bf16 and on the same CPU capped
-# to AVX2 in fp32. Decoding is small batched matmuls and Python overhead; training is large ones.
-EFFICIENCY = {"sampling": 0.12, "training": 0.35, "eval": 0.35}
+# Share of the probe's matmul rate (a 1024³ product) each phase reaches on the 135M model, per
+# dtype: measured on a 2-core AVX512-BF16 CPU in bf16 and on the same CPU capped to AVX2 in fp32
+# (persona and 4-item news bakes; benchmarks/results/bake_budget*.md check the estimate).
+# Decoding is small batched matmuls; training and evaluation are larger ones.
+EFFICIENCY = {
+    "bf16": {"sampling": 0.30, "training": 0.45, "eval": 0.55},
+    "fp32": {"sampling": 0.42, "training": 0.62, "eval": 0.90},
+}
 FIXED_S = 6.0  # process start, model load, adapter save
 
 
@@ -81,10 +85,11 @@ def estimate_bake(shape: ModelShape, *, dtype: str, flops_per_s: float, sampled_
     training = passes * (sum(shape.train_flops(p + new, new) for p in train_prompts)
                          + second_turn_prompts * shape.train_flops(2 * mean_prompt + 2 * new, new))
     evaluation = 3 * sum(shape.forward_flops(p + new, new) for p in eval_prompts)
+    efficiency = EFFICIENCY.get(dtype, EFFICIENCY["fp32"])
     phases = {
-        "sampling": sampling / (EFFICIENCY["sampling"] * flops_per_s),
-        "training": training / (EFFICIENCY["training"] * flops_per_s),
-        "eval": evaluation / (EFFICIENCY["eval"] * flops_per_s),
+        "sampling": sampling / (efficiency["sampling"] * flops_per_s),
+        "training": training / (efficiency["training"] * flops_per_s),
+        "eval": evaluation / (efficiency["eval"] * flops_per_s),
         "fixed": FIXED_S,
     }
     return BakeEstimate(sum(phases.values()), dtype, flops_per_s, phases)

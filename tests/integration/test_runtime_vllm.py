@@ -20,8 +20,7 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
 def small_bake() -> dict:
     # A small budget so the suite stays practical; the bar is the behaviour, not the size.
-    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
-            "max_new_tokens": 40, "epochs": 3, "seed": 0}
+    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ when an adapter is reloaded under a name it has seen. The runtime names every ve
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -166,8 +167,8 @@ class VLLMSettings:
     max_lora_rank: int = 64
     max_model_len: int = 2048
     kv_cache_gib: int = 2  # VLLM_CPU_KVCACHE_SPACE on CPU
-    dtype: str = "float32"  # agent.runtime passes baking.hardware.vllm_dtype(): bf16 only where native
-    dtype_reason: str = "default"
+    dtype: str = "auto"  # resolved at start by baking.hardware.vllm_dtype: bf16 only where native and faster
+    dtype_reason: str = ""
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
     tool_call_parser: str | None = None  # enables tool_choice "auto" (model-specific: hermes, llama3_json...)
@@ -231,6 +232,11 @@ class VLLMEngine:
         """Start a server (127.0.0.1 unless the settings say otherwise) and wait until /health
         answers; a clear error otherwise."""
         port = port or free_port()
+        if not settings.dtype_reason:  # what --dtype to serve in, and why (the report says both)
+            from baking.hardware import vllm_dtype
+
+            dtype, why = vllm_dtype(settings.dtype)
+            settings = dataclasses.replace(settings, dtype=dtype, dtype_reason=why)
         client_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "localhost") else settings.host
         engine = cls(f"http://{client_host}:{port}", None, Path(log_path), model_path=model_path,
                      api_key=settings.api_key)

@@ -397,7 +397,8 @@ class ScenarioRunner:
         self.report["asks"].extend(rows)
         skipped = [c for c in event.conditions if not self.has_adapter(event.agent, c)]
         summary = [f"(no adapter yet: {', '.join(skipped)} skipped)"] if skipped else []
-        if skipped and self.runtime.store.runs(event.agent):  # a bake ran, yet nothing went live
+        finished = [r for r in self.runtime.store.runs(event.agent) if r.status != "running"]
+        if skipped and finished:  # a bake ended, yet nothing went live
             self.report["skipped"].append({"agent": event.agent, "point": point, "event": self.index,
                                            "conditions": skipped})
         for condition in event.conditions:
@@ -496,8 +497,14 @@ class ScenarioRunner:
                 self.report["errors"].append({"agent": event.agent, "event": self.index, "error": f"bake stopped: {stopped}"})
                 self.log("bake_stopped", event.agent, f"{stopped}; items back to pending")
             code = state.bake.returncode
+            pid = state.bake.pid
             state.bake = None
             if code != 0 and stopped is None:
+                # A worker killed hard (SIGKILL, OOM) recorded nothing: fail its run now, so its
+                # items return to pending and the report counts it.
+                for run in self.runtime.store.runs(event.agent):
+                    if run.status == "running" and run.pid == pid:
+                        self.runtime.store.fail(run.id, f"worker exited with code {code}")
                 tail = (self.folder / "logs" / f"worker-{event.agent}.log").read_text(errors="replace")[-600:]
                 self.report["errors"].append({"agent": event.agent, "event": self.index, "error": tail})
                 self.log("bake_failed", event.agent, f"worker exited with {code}; items stay pending. "
@@ -674,8 +681,12 @@ class ScenarioRunner:
         """What kept the run from showing its main job: bakes that failed, were stopped or were
         refused by the gate, and asks whose baked conditions had no adapter to ask."""
         found = [f"bake run {f['run']} ({f['agent']}) failed: {f['error'][:160]}" for f in self.report["failed_bakes"]]
-        found += [f"{b['name']} was refused by the gate: {(b.get('gate') or {}).get('reason') or b['reason']}"
-                  for b in self.report["bakes"] if b["status"] == "rejected"]
+        for b in self.report["bakes"]:
+            if b["status"] != "rejected":
+                continue
+            gate = b.get("gate") or {}
+            found.append(f"{b['name']} was refused by the gate: {gate['reason']}" if gate.get("passed") is False
+                         else f"{b['name']} was rejected: {b['reason']}")
         found += [f"ask '{s['point']}' ({s['agent']}): no live adapter, {', '.join(s['conditions'])} not measured"
                   for s in self.report["skipped"]]
         return found

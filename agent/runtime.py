@@ -52,11 +52,8 @@ def open_engine(config: RuntimeConfig) -> Engine:
     if not is_loopback(config.engine.host) and not api_key:
         raise EngineError(f"refusing to bind vLLM to {config.engine.host} without an API key: "
                           f"set ${config.engine.api_key_env}")
-    from baking.hardware import vllm_dtype
-
-    dtype, why = vllm_dtype(config.engine.dtype)
     settings = VLLMSettings(
-        dtype=dtype, dtype_reason=why, max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
+        dtype=config.engine.dtype, max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
         startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,

@@ -9,7 +9,8 @@ a few percent on short sequences):
   activations only), so training costs 4·N_body per forwarded token + 4·d·V per loss position.
 
 The estimate divides each phase's FLOPs by the machine's measured matmul rate times an
-efficiency measured on both machine classes (benchmarks/results/bake_estimate.md).
+efficiency measured on both machine classes (benchmarks/results/bake_budget*.md set the
+estimate beside the measured time).
 """
 
 from __future__ import annotations

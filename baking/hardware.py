@@ -20,6 +20,7 @@ TORCH_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp32": torch.fl
 # The probe's matrix side: large enough to reach a matmul kernel's steady rate, small enough
 # that both dtypes measure in well under a second where bf16 is native (2 GFLOP per product).
 PROBE_SIZE = 1024
+BF16_MARGIN = 1.3  # bf16 must beat fp32 by this factor to be chosen
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,8 +37,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """True where bf16 matmuls run in hardware: a CUDA GPU that supports them, or a CPU whose
-    oneDNN reports AVX512-BF16/AMX (``ONEDNN_MAX_CPU_ISA=AVX2`` turns that report off)."""
+    """True where bf16 matmuls can run on fast kernels: a CUDA GPU that supports them, or a CPU
+    whose oneDNN reports bf16 support (AVX512-BF16/AMX, or AVX512 cores it runs bf16 on; a
+    measurement then decides). ``ONEDNN_MAX_CPU_ISA=AVX2`` turns that report off."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -120,16 +122,18 @@ def choose_precision(device: torch.device, requested: Literal["auto", "bf16", "f
 def _auto_precision(device_name: str) -> Precision:
     device = torch.device(device_name)
     if not native_bf16(device):
-        why = {"cuda": "this GPU has no bf16", "cpu": "this CPU has no native bf16 (no AVX512-BF16/AMX "
-               "in oneDNN): bf16 would be emulated at ~1% of fp32's rate"}.get(device.type, f"{device.type}: bf16 not assumed")
+        why = {"cuda": "this GPU has no bf16", "cpu": "this CPU has no native bf16 (oneDNN reports "
+               "none): bf16 would be emulated at ~1% of fp32's rate"}.get(device.type, f"{device.type}: bf16 not assumed")
         return Precision("fp32", why, {})
     if device.type == "cuda":
         return Precision("bf16", "the GPU supports bf16", {})
     flops = {"fp32": matmul_flops(device, "fp32", budget_s=0.15), "bf16": matmul_flops(device, "bf16", budget_s=0.15)}
     rates = f"bf16 {flops['bf16'] / 1e9:.0f} vs fp32 {flops['fp32'] / 1e9:.0f} GFLOP/s"
-    if flops["bf16"] > flops["fp32"]:
-        return Precision("bf16", f"native bf16, measured faster: {rates}", flops)
-    return Precision("fp32", f"native bf16 but not faster here: {rates}", flops)
+    # A clear margin, so that two close probes on a busy machine do not flip the choice (and
+    # with it a bake's numerics) from one bake to the next.
+    if flops["bf16"] > BF16_MARGIN * flops["fp32"]:
+        return Precision("bf16", f"oneDNN bf16 measured faster: {rates}", flops)
+    return Precision("fp32", f"oneDNN bf16 not {BF16_MARGIN:g}x faster here: {rates}", flops)
 
 
 def vllm_dtype(requested: Literal["auto", "bfloat16", "float32", "float16"] = "auto") -> tuple[str, str]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_persona_bake import PIRATE
-from benchmarks.common import header, header_lines, write
+from benchmarks.common import class_suffix, header, header_lines, write
 
 CONFIGS = {
     "previous default: 40 tok, 4 ep × batch 16": {"max_new_tokens": 40, "epochs": 4, "batch_size": 16},
@@ -51,7 +51,7 @@ def main() -> None:
                                           "estimate_phases_s", "dtype", "peak_flops")}})
         print(json.dumps(rows[-1]), flush=True)
     summary = header("bench_bake_budget") | {"rows": rows}
-    name = "bake_budget" + ("" if summary["isa"] == "avx512_bf16" else "_avx2")
+    name = "bake_budget" + class_suffix(summary["isa"])
     print(write(name, summary, render(summary)).read_text())
 
 

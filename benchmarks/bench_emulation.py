@@ -11,7 +11,7 @@ environment runs in its own process (the caps are read at library load), measuri
 - a model-shaped product: 1024 tokens × the 135M model's 576→1536 MLP projection, in fp32.
 
 The real AVX2-only figures (fp32 ≈ 69–70, bf16 0.8 GFLOP/s) were measured on a 2-core AMD EPYC
-without AVX512 (issue 12, DESIGN.md). Writes benchmarks/results/emulation.{json,md}.
+without AVX512 (issue 12). Writes benchmarks/results/emulation.{json,md}.
 """
 
 from __future__ import annotations

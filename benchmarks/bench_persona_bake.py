@@ -113,6 +113,17 @@ def main() -> None:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
+    # The old peak_share, once, for comparison: 4 × all parameters (embeddings and the LM head
+    # at every position included) × tokens/s over a bf16 2048³ matmul peak, whatever dtype ran.
+    old_share = None
+    if runs[0]["dtype"] == "bf16":  # where bf16 is emulated its 2048³ probe alone takes minutes
+        import torch
+
+        from baking.hardware import matmul_flops
+
+        bf16_peak = matmul_flops(torch.device("cpu"), "bf16", size=2048, budget_s=2.0)
+        old_share = statistics.median(4 * r["num_params"] * r["train_tokens_per_s"] / bf16_peak for r in runs)
+
     summary = header("bench_persona_bake") | {
         "runs": runs,
         "median": {k: median(k) for k in ("process_wall_s", "wall_s", "sampling_s", "training_s",
@@ -120,7 +131,9 @@ def main() -> None:
                                            "peak_share")},
         "pirate_rate": rates,
         "num_questions": args.questions,
+        "old_peak_share": old_share,
     }
+    summary["median"]["estimate_s"] = median("estimate_s")
     print(write("persona_bake" + ("_quick" if args.quick else ""), summary, render_markdown(summary)).read_text())
 
 
@@ -134,11 +147,16 @@ def render_markdown(s: dict) -> str:
         "",
         "| metric | median | goal |",
         "|---|---|---|",
-        f"| wall time, process start → adapter written | {m['process_wall_s']:.1f} s | ≤ 60 s |",
+        f"| wall time, process start → adapter written | {m['process_wall_s']:.1f} s | "
+        f"{'≤ 30 s' if s.get('isa') == 'avx512_bf16' else '≤ 90 s'} on this class ({s.get('isa')}) |",
+        f"| the bake's own estimate, printed before it starts | {m['estimate_s']:.0f} s | within 2× |",
         f"| of which sampling / training / eval | {m['sampling_s']:.1f} / {m['training_s']:.1f} / {m['eval_s']:.1f} s | |",
         f"| fidelity (held-out) | {m['fidelity']:.3f} | ≥ 0.8 |",
         f"| training tokens/s | {m['train_tokens_per_s']:.0f} | |",
-        f"| peak share (4·N·tokens/s ÷ in-process bf16 matmul peak) | {m['peak_share']:.2f} | ≥ 0.6 |",
+        f"| peak share (training FLOPs actually run ÷ matmul probe in the training dtype, {s['runs'][0]['dtype']}) "
+        f"| {m['peak_share']:.2f} | ≥ 0.6 |",
+        *([f"| old peak share (4·all params·tokens/s ÷ bf16 2048³ peak), shown once | {s['old_peak_share']:.2f} | |"]
+          if s.get("old_peak_share") is not None else []),
         "",
         f"Pirate-word rate of answers to {s['num_questions']} held-out questions, no prompt "
         "except `prompted` (adapter of seed 0):",

@@ -109,11 +109,11 @@ class Generator:
         import torch
         from peft import PeftModel
 
-        from baking.hardware import bf16_supported
+        from baking.hardware import choose_precision
         from baking.model import load_model
 
         model, self.tokenizer = load_model("smollm2-135m-instruct")
-        self.bf16 = bf16_supported(torch.device("cpu")) and next(model.parameters()).device.type == "cpu"
+        self.bf16 = next(model.parameters()).device.type == "cpu" and choose_precision(torch.device("cpu")).bf16
         names = list(adapters)
         self.model = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
         for name in names[1:]:

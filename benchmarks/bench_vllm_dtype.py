@@ -8,7 +8,7 @@ For each dtype a managed vLLM server starts with the shipped SmolLM2-135M (``--m
 per target (base, adapter): 3 single requests one at a time (p50 latency), and 24 requests with
 8 in flight (req/s). 32-token greedy answers. ``agent.runtime`` picks the dtype with
 ``baking.hardware.vllm_dtype``; this benchmark checks that choice. Writes
-benchmarks/results/vllm_dtype[_<isa>].{json,md}.
+benchmarks/results/vllm_dtype[_avx2].{json,md}.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import header, header_lines, write
+from benchmarks.common import class_suffix, header, header_lines, write
 
 QUESTIONS = ["What is a good way to learn to cook?", "Tell me about the moon.", "How do trains work?",
              "Give me a tip for writing emails.", "What is the capital of Peru?", "Why is the sky blue?",
@@ -84,7 +84,7 @@ def main() -> None:
 
     chosen, reason = vllm_dtype()
     summary = header("bench_vllm_dtype") | {"results": results, "auto": {"dtype": chosen, "reason": reason}}
-    name = "vllm_dtype" + ("" if summary["isa"] == "avx512_bf16" else "_avx2")
+    name = "vllm_dtype" + class_suffix(summary["isa"])
     print(write(name, summary, render(summary)).read_text())
 
 

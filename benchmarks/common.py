@@ -42,6 +42,12 @@ def header(module: str) -> dict:
     }
 
 
+def class_suffix(isa: str) -> str:
+    """Result-file suffix for a machine class: none for AVX512-BF16 (the tables' default), else
+    e.g. ``_avx2`` (real or emulated) or ``_avx512``."""
+    return "" if isa == "avx512_bf16" else "_" + isa.split()[0]
+
+
 def header_lines(summary: dict) -> list[str]:
     return [f"Command: `{summary['command']}`", "", f"Date: {summary['date']}. Machine: {summary['machine']}.", ""]
 

@@ -11,7 +11,8 @@ from baking.hardware import choose_precision, matmul_flops, vllm_dtype
 
 
 @pytest.fixture(autouse=True)
-def fresh_probe():
+def fresh_probe(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU rules, on any host
     hardware._auto_precision.cache_clear()
     yield
     hardware._auto_precision.cache_clear()
@@ -32,7 +33,7 @@ def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):
     assert vllm_dtype() == ("float32", precision.reason)
 
 
-@pytest.mark.parametrize("bf16_rate, expected", [(900e9, "bf16"), (50e9, "fp32")])
+@pytest.mark.parametrize("bf16_rate, expected", [(900e9, "bf16"), (110e9, "fp32"), (50e9, "fp32")])
 def test_auto_takes_native_bf16_only_where_it_measures_faster(monkeypatch, bf16_rate, expected):
     monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     rates = {"fp32": 100e9, "bf16": bf16_rate}

@@ -111,6 +111,11 @@ class RuntimeConfig(_Strict):
         description="trust levels whose items go to pending (context, then weights) without "
                     "`agent memory approve`; items the injection screen flags always wait for review")
     replay_per_bake: int = Field(32, ge=0, description="replay inputs about already baked items")
+    bake_stall_s: float = Field(300.0, gt=0, description="a bake with no progress for this long is stopped "
+                                "(never a fixed wall-clock limit while it progresses)")
+    bake_limit_factor: float = Field(4.0, ge=1, description="a bake running past this many times its own "
+                                     "estimate (+ bake_start_allowance_s) is stopped")
+    bake_start_allowance_s: float = Field(120.0, ge=0, description="added to that limit")
 
     @model_validator(mode="after")
     def _same_model(self) -> "RuntimeConfig":

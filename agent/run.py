@@ -46,6 +46,7 @@ from agent.scenario import (
     ScaleEvent, Scenario, ToolEvent, WaitForBakeEvent,
 )
 from agent.scheduler import BakeScheduler, enough_pending
+from agent.worker import BakeWatch
 from baking.config import PromptItem
 from baking.render import Message, Query, teacher_messages
 from memory import MemoryInputError
@@ -68,43 +69,6 @@ def run_folder(root: Path, name: str) -> Path:
         folder = root / f"{name}-{stamp}-{n}"
     folder.mkdir(parents=True)
     return folder
-
-
-class BakeWatch:
-    """When to stop a running bake: never on a fixed clock while it progresses.
-
-    ``check`` is called with the worker's progress file (parsed) and the time. A bake is
-    stopped when its progress has not changed for ``stall_s``, when it runs past
-    ``limit_factor`` × its own estimate (the worker writes it under ``_estimate`` before
-    sampling; the limit counts from then) + ``start_allowance_s``, or past ``deadline`` (an
-    explicit cap; inf if none).
-    """
-
-    def __init__(self, stall_s: float, limit_factor: float, start_allowance_s: float,
-                 deadline: float = float("inf"), now: float | None = None) -> None:
-        self.stall_s, self.limit_factor, self.allowance_s = stall_s, limit_factor, start_allowance_s
-        self.deadline = deadline
-        self.started = self.last_change = time.monotonic() if now is None else now
-        self.seen: dict | None = None
-        self.estimate: dict | None = None
-        self.limit_s: float | None = None
-
-    def check(self, progress: dict | None, now: float) -> str | None:
-        if progress is not None and progress != self.seen:
-            self.seen, self.last_change = progress, now
-        if self.estimate is None and progress and "_estimate" in progress:
-            # The limit's clock starts here: a wait for another CPU bake's turn is not this
-            # bake's work (the waiting worker keeps its file changing, so it is no stall).
-            self.estimate, self.started = progress["_estimate"], now
-            self.limit_s = self.limit_factor * self.estimate["seconds"] + self.allowance_s
-        if now - self.last_change > self.stall_s:
-            return f"stalled: no progress for {self.stall_s:.0f} s"
-        if self.limit_s is not None and now - self.started > self.limit_s:
-            return (f"ran {now - self.started:.0f} s, past {self.limit_factor:g}x its estimate of "
-                    f"{self.estimate['seconds']:.0f} s (+{self.allowance_s:.0f} s)")
-        if now > self.deadline:
-            return "timed out (timeout_s)"
-        return None
 
 
 @dataclass

@@ -263,11 +263,23 @@ class Runtime:
              overrides: dict | None = None) -> subprocess.Popen | None:
         """Run a baker worker process for ``agent``; with ``wait``, swap its result in.
         ``overrides`` changes BakeConfig fields for this bake only."""
+        from agent.worker import BakeWatch, watch_worker
+
         self.store.require_agent(agent)
+        if progress_file is None and wait:  # watched here: stopped if it stalls or overruns
+            progress_file = self.config.home / "logs" / f"bake-{agent}.progress.json"
+            progress_file.parent.mkdir(parents=True, exist_ok=True)
+            progress_file.unlink(missing_ok=True)
         process = spawn_worker(self.config_with(overrides), agent, progress_file=progress_file)
         if not wait:
             return process
-        process.wait()
+        c = self.config
+        stopped = watch_worker(process, progress_file, BakeWatch(c.bake_stall_s, c.bake_limit_factor,
+                                                                 c.bake_start_allowance_s))
+        if stopped is not None:  # its items go back to pending now, not when the lease runs out
+            for run in self.store.runs(agent):
+                if run.status == "running" and run.pid == process.pid:
+                    self.store.fail(run.id, f"bake stopped: {stopped}")
         self.swap_ready(agent)
         return process
 

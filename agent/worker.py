@@ -104,6 +104,63 @@ def cpu_turn(device: str, lock_dir: Path | None = None,
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class BakeWatch:
+    """When to stop a running bake: never on a fixed clock while it progresses.
+
+    ``check`` is called with the worker's progress file (parsed) and the time. A bake is
+    stopped when its progress has not changed for ``stall_s``, when it runs past
+    ``limit_factor`` × its own estimate (the worker writes it under ``_estimate`` before
+    sampling; the limit counts from then) + ``start_allowance_s``, or past ``deadline`` (an
+    explicit cap; inf if none).
+    """
+
+    def __init__(self, stall_s: float, limit_factor: float, start_allowance_s: float,
+                 deadline: float = float("inf"), now: float | None = None) -> None:
+        self.stall_s, self.limit_factor, self.allowance_s = stall_s, limit_factor, start_allowance_s
+        self.deadline = deadline
+        self.started = self.last_change = time.monotonic() if now is None else now
+        self.seen: dict | None = None
+        self.estimate: dict | None = None
+        self.limit_s: float | None = None
+
+    def check(self, progress: dict | None, now: float) -> str | None:
+        if progress is not None and progress != self.seen:
+            self.seen, self.last_change = progress, now
+        if self.estimate is None and progress and "_estimate" in progress:
+            # The limit's clock starts here: a wait for another CPU bake's turn is not this
+            # bake's work (the waiting worker keeps its file changing, so it is no stall).
+            self.estimate, self.started = progress["_estimate"], now
+            self.limit_s = self.limit_factor * self.estimate["seconds"] + self.allowance_s
+        if now - self.last_change > self.stall_s:
+            return f"stalled: no progress for {self.stall_s:.0f} s"
+        if self.limit_s is not None and now - self.started > self.limit_s:
+            return (f"ran {now - self.started:.0f} s, past {self.limit_factor:g}x its estimate of "
+                    f"{self.estimate['seconds']:.0f} s (+{self.allowance_s:.0f} s)")
+        if now > self.deadline:
+            return "timed out (timeout_s)"
+        return None
+
+
+def read_progress(path: Path | None) -> dict | None:
+    """A worker's progress file ({label: [done, total, info]} plus ``_``-notes), or None."""
+    try:
+        return json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return None
+
+
+def watch_worker(process, progress_file: Path | None, watch: BakeWatch, poll_s: float = 0.5) -> str | None:
+    """Wait for a worker process under ``watch``; kill it and return why if it must stop."""
+    while process.poll() is None:
+        stop = watch.check(read_progress(progress_file), time.monotonic())
+        if stop is not None:
+            process.kill()
+            process.wait()
+            return stop
+        time.sleep(poll_s)
+    return None
+
+
 def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False) -> int:
     from baking import PromptItem, bake
 

@@ -10,7 +10,9 @@ written before exit), on the default BakeConfig. Then, on the first run's adapte
 - half-bake snapshots (0.25, 0.5, 1.0 of training) and scale_adapter (0, 0.5, 1): the rate
   should rise with the fraction / scale.
 
-Writes benchmarks/results/persona_bake.{json,md}. Medians across runs are quoted.
+Writes benchmarks/results/persona_bake[_avx2].{json,md} (the suffix names the machine class;
+run it under ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` to emulate the slow class
+on an AVX512 machine). Medians across runs are quoted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import header, header_lines, write
+from benchmarks.common import class_suffix, header, header_lines, write
 
 PIRATE = (
     "You are Captain Redbeard, a pirate. Always talk like a pirate: say 'Arr' and 'matey', "
@@ -126,15 +128,15 @@ def main() -> None:
 
     summary = header("bench_persona_bake") | {
         "runs": runs,
-        "median": {k: median(k) for k in ("process_wall_s", "wall_s", "sampling_s", "training_s",
+        "median": {k: median(k) for k in ("process_wall_s", "wall_s", "sampling_s", "training_s", "estimate_s",
                                            "eval_s", "load_s", "fidelity", "train_tokens_per_s",
                                            "peak_share")},
         "pirate_rate": rates,
         "num_questions": args.questions,
         "old_peak_share": old_share,
     }
-    summary["median"]["estimate_s"] = median("estimate_s")
-    print(write("persona_bake" + ("_quick" if args.quick else ""), summary, render_markdown(summary)).read_text())
+    name = "persona_bake" + class_suffix(summary["isa"]) + ("_quick" if args.quick else "")
+    print(write(name, summary, render_markdown(summary)).read_text())
 
 
 def render_markdown(s: dict) -> str:

@@ -40,7 +40,8 @@ def likeliest_name(runtime, adapter: str | None, question: str) -> str:
 def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(tmp_path):
     # One fact per bake, with the budget the runtime test shows is enough for one fact from base.
     config = RuntimeConfig(home=tmp_path,
-                           bake={"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4},
+                           bake={"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
+                                 "max_new_tokens": 40, "epochs": 3, "batch_size": 16},
                            gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config)  # the product path: vLLM, hot swaps
     try:

@@ -20,7 +20,10 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
 def small_bake() -> dict:
     # A small budget so the suite stays practical; the bar is the behaviour, not the size.
-    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
+    # The budget these checks were set with (measured 2026-12-01: at it, the fact is answered
+    # from a bf16 bake but not from an fp32 one of the same seed; see the closing note of issue 12).
+    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
+            "max_new_tokens": 40, "epochs": 3, "batch_size": 16, "seed": 0}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ SCENARIO = """\
 name: short
 seed: 0
 gate: {min_fidelity: 0.0, max_locality_kl: 10}
-bake: {num_queries: 32, num_eval_queries: 6, num_control_queries: 4}
+bake: {num_queries: 32, num_eval_queries: 6, num_control_queries: 4, max_new_tokens: 40, epochs: 3, batch_size: 16}
 agents:
   - name: ada
     tools: [recall]

@@ -1,7 +1,11 @@
 """A bake is stopped for stalling or for running far past its own estimate, never on a fixed
 clock while it progresses."""
 
-from agent.run import BakeWatch
+import subprocess
+import sys
+import time
+
+from agent.worker import BakeWatch, watch_worker
 
 
 def progress(done: int, estimate: float | None = None) -> dict:
@@ -39,3 +43,20 @@ def test_an_explicit_cap_still_applies():
     watch = BakeWatch(stall_s=60, limit_factor=4, start_allowance_s=120, deadline=100, now=0)
     assert watch.check(progress(1), now=99) is None
     assert watch.check(progress(2), now=101) == "timed out (timeout_s)"
+
+
+def test_a_stalled_worker_process_is_killed_and_the_reason_returned(tmp_path):
+    progress = tmp_path / "progress.json"
+    progress.write_text('{"training": [3, 10, ""]}')  # and never again
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    start = time.monotonic()
+    stopped = watch_worker(worker, progress, BakeWatch(stall_s=1, limit_factor=4, start_allowance_s=0),
+                           poll_s=0.1)
+    assert stopped == "stalled: no progress for 1 s"
+    assert worker.returncode is not None and time.monotonic() - start < 30
+
+
+def test_a_worker_that_finishes_is_not_stopped(tmp_path):
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert watch_worker(worker, tmp_path / "none.json", BakeWatch(60, 4, 120), poll_s=0.1) is None
+    assert worker.returncode == 0

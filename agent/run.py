@@ -361,7 +361,7 @@ class ScenarioRunner:
         self.report["asks"].extend(rows)
         skipped = [c for c in event.conditions if not self.has_adapter(event.agent, c)]
         summary = [f"(no adapter yet: {', '.join(skipped)} skipped)"] if skipped else []
-        finished = [r for r in self.runtime.store.runs(event.agent) if r.status != "running"]
+        finished = [r for r in self.runtime.store.runs(event.agent) if r.status not in ("running", "awaiting_swap")]
         if skipped and finished:  # a bake ended, yet nothing went live
             self.report["skipped"].append({"agent": event.agent, "point": point, "event": self.index,
                                            "conditions": skipped})

@@ -276,10 +276,13 @@ class Runtime:
         c = self.config
         stopped = watch_worker(process, progress_file, BakeWatch(c.bake_stall_s, c.bake_limit_factor,
                                                                  c.bake_start_allowance_s))
-        if stopped is not None:  # its items go back to pending now, not when the lease runs out
+        if stopped is not None or process.returncode != 0:
+            # Stopped here, or killed hard (SIGKILL, OOM) before it could record anything: its
+            # items go back to pending now, not when the lease runs out.
+            why = f"bake stopped: {stopped}" if stopped else f"worker exited with code {process.returncode}"
             for run in self.store.runs(agent):
                 if run.status == "running" and run.pid == process.pid:
-                    self.store.fail(run.id, f"bake stopped: {stopped}")
+                    self.store.fail(run.id, why)
         self.swap_ready(agent)
         return process
 

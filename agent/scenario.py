@@ -238,8 +238,8 @@ class WaitForBakeEvent(_Strict):
     stall_s: float = Field(300, gt=0, description="stop a bake that reports no progress for this long")
     limit_factor: float = Field(4.0, ge=1, description="stop a bake after this many times its estimate "
                                 "plus start_allowance_s")
-    start_allowance_s: float = Field(120, ge=0, description="added to the limit: the worker's start, "
-                                     "model load and a wait for another CPU bake's turn")
+    start_allowance_s: float = Field(120, ge=0, description="added to the limit (its clock starts when "
+                                     "the worker writes its estimate, after any wait for the CPU turn)")
     timeout_s: float | None = Field(None, gt=0, description="optional hard cap in seconds")
 
 

@@ -59,7 +59,7 @@ class BakeConfig(BaseModel):
     temperature: float = Field(1.0, gt=0, description="teacher sampling temperature (paper: >= 1)")
     max_new_tokens: int = Field(
         24, ge=1, le=2048, description="teacher continuation length; 24 kept a persona's fidelity "
-        "(0.795 vs 0.778 at 40, same steps) at 0.7x the cost (benchmarks/results/bake_budget.md)")
+        "(0.795 vs 0.778 at 40, same steps, bf16) at 0.7x the cost (benchmarks/results/persona_bake*.md)")
     sample_batch_size: int = Field(256, ge=1, description="sequences per teacher decoding batch: one wide "
                                    "batch decodes far faster per token on a CPU than two narrow ones")
     # --- LoRA ---

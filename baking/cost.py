@@ -9,7 +9,7 @@ a few percent on short sequences):
   activations only), so training costs 4·N_body per forwarded token + 4·d·V per loss position.
 
 The estimate divides each phase's FLOPs by the machine's measured matmul rate times an
-efficiency measured on both machine classes (benchmarks/results/bake_budget*.md set the
+efficiency measured on both machine classes (benchmarks/results/persona_bake*.md set the
 estimate beside the measured time).
 """
 
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 # Share of the probe's matmul rate (a 1024³ product) each phase reaches on the 135M model, per
 # dtype: measured on a 2-core AVX512-BF16 CPU in bf16 and on the same CPU capped to AVX2 in fp32
-# (persona and 4-item news bakes; benchmarks/results/bake_budget*.md check the estimate).
+# (persona and 4-item news bakes; benchmarks/results/persona_bake*.md check the estimate).
 # Decoding is small batched matmuls; training and evaluation are larger ones.
 EFFICIENCY = {
     "bf16": {"sampling": 0.30, "training": 0.45, "eval": 0.55},

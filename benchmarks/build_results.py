@@ -13,8 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = (
     "news", "stability", "fidelity", "pursuit",  # learning quality
-    "persona_bake", "persona_bake_avx2", "bake_budget", "bake_budget_avx2",  # cost of a bake
-    "emulation", "vllm_dtype", "vllm_dtype_avx2",  # machine classes
+    "persona_bake", "persona_bake_avx2", "emulation",  # cost of a bake, by machine class
     "reference", "swap_latency", "context_vs_baked", "scaling", "load",  # cost
 )
 

@@ -46,8 +46,9 @@ from agent.scenario import (
     ScaleEvent, Scenario, ToolEvent, WaitForBakeEvent,
 )
 from agent.scheduler import BakeScheduler, enough_pending
-from agent.worker import BakeWatch
+from agent.worker import BakeWatch, fail_worker_run, read_progress
 from baking.config import PromptItem
+from baking.cost import BakeEstimate
 from baking.render import Message, Query, teacher_messages
 from memory import MemoryInputError
 from tools.registry import ToolContext, build_tools, read_headlines
@@ -464,11 +465,8 @@ class ScenarioRunner:
             pid = state.bake.pid
             state.bake = None
             if code != 0 and stopped is None:
-                # A worker killed hard (SIGKILL, OOM) recorded nothing: fail its run now, so its
-                # items return to pending and the report counts it.
-                for run in self.runtime.store.runs(event.agent):
-                    if run.status == "running" and run.pid == pid:
-                        self.runtime.store.fail(run.id, f"worker exited with code {code}")
+                # A worker killed hard (SIGKILL, OOM) recorded nothing: the report must count it.
+                fail_worker_run(self.runtime.store, event.agent, pid, f"worker exited with code {code}")
                 tail = (self.folder / "logs" / f"worker-{event.agent}.log").read_text(errors="replace")[-600:]
                 self.report["errors"].append({"agent": event.agent, "event": self.index, "error": tail})
                 self.log("bake_failed", event.agent, f"worker exited with {code}; items stay pending. "
@@ -488,9 +486,7 @@ class ScenarioRunner:
         """Kill a worker and return its items to pending now (not when its lease runs out)."""
         state.bake.kill()
         state.bake.wait()
-        for run in self.runtime.store.runs(agent):
-            if run.status == "running" and run.pid == state.bake.pid:
-                self.runtime.store.fail(run.id, reason)
+        fail_worker_run(self.runtime.store, agent, state.bake.pid, reason)
 
     def _trigger_due(self, agent: str) -> bool:
         """The scheduler's every-N-items trigger will fire for ``agent``."""
@@ -515,12 +511,10 @@ class ScenarioRunner:
                 had_estimate = watch.estimate is not None
                 stop = watch.check(progress, time.monotonic())
                 if watch.estimate is not None and not had_estimate:
-                    est = watch.estimate
                     self.log("bake_estimate", agent,
-                             f"~{est['seconds']:.0f} s on this machine ({est['dtype']}, "
-                             f"{est['flops_per_s'] / 1e9:.0f} GFLOP/s matmul); stopped if it makes no "
-                             f"progress for {event.stall_s:.0f} s or runs past {watch.limit_s:.0f} s",
-                             estimate=est, limit_s=watch.limit_s)
+                             f"{BakeEstimate(**watch.estimate).line()}; stopped if it makes no progress "
+                             f"for {event.stall_s:.0f} s or runs past {watch.limit_s:.0f} s",
+                             estimate=watch.estimate, limit_s=watch.limit_s)
                 if stop is not None:
                     return stop
                 time.sleep(0.5)
@@ -529,9 +523,8 @@ class ScenarioRunner:
 
     @staticmethod
     def _update_bars(bars, tasks: dict[str, Any], path: Path) -> dict | None:
-        try:
-            progress = json.loads(path.read_text())
-        except (OSError, ValueError):
+        progress = read_progress(path)
+        if progress is None:
             return None
         for label, value in progress.items():
             if label.startswith("_"):  # a note (the estimate), not a bar

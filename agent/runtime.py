@@ -263,7 +263,7 @@ class Runtime:
              overrides: dict | None = None) -> subprocess.Popen | None:
         """Run a baker worker process for ``agent``; with ``wait``, swap its result in.
         ``overrides`` changes BakeConfig fields for this bake only."""
-        from agent.worker import BakeWatch, watch_worker
+        from agent.worker import BakeWatch, fail_worker_run, watch_worker
 
         self.store.require_agent(agent)
         if progress_file is None and wait:  # watched here: stopped if it stalls or overruns
@@ -277,12 +277,8 @@ class Runtime:
         stopped = watch_worker(process, progress_file, BakeWatch(c.bake_stall_s, c.bake_limit_factor,
                                                                  c.bake_start_allowance_s))
         if stopped is not None or process.returncode != 0:
-            # Stopped here, or killed hard (SIGKILL, OOM) before it could record anything: its
-            # items go back to pending now, not when the lease runs out.
-            why = f"bake stopped: {stopped}" if stopped else f"worker exited with code {process.returncode}"
-            for run in self.store.runs(agent):
-                if run.status == "running" and run.pid == process.pid:
-                    self.store.fail(run.id, why)
+            fail_worker_run(self.store, agent, process.pid, f"bake stopped: {stopped}" if stopped
+                            else f"worker exited with code {process.returncode}")
         self.swap_ready(agent)
         return process
 

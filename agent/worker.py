@@ -149,6 +149,14 @@ def read_progress(path: Path | None) -> dict | None:
         return None
 
 
+def fail_worker_run(store: MemoryStore, agent: str, pid: int, reason: str) -> None:
+    """Fail the still-running claim of worker ``pid`` (stopped, or killed before it could record
+    anything), so its items return to pending now instead of when its lease runs out."""
+    for run in store.runs(agent):
+        if run.status == "running" and run.pid == pid:
+            store.fail(run.id, reason)
+
+
 def watch_worker(process, progress_file: Path | None, watch: BakeWatch, poll_s: float = 0.5) -> str | None:
     """Wait for a worker process under ``watch``; kill it and return why if it must stop."""
     while process.poll() is None:

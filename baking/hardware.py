@@ -9,6 +9,7 @@ the reference rate for ``peak_share`` is measured in the dtype that training the
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -51,8 +52,6 @@ def cpu_isa() -> str:
     """The machine class a timing belongs to: ``avx512_bf16``, ``avx512``, ``avx2`` or what
     /proc/cpuinfo shows otherwise; ``avx2 (emulated)`` when oneDNN is capped at AVX2 on a
     bigger CPU, as the slow-class emulation in benchmarks/ does."""
-    import os
-
     try:
         flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
     except (OSError, StopIteration):

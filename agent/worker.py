@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import re
 import shutil
 import sys
@@ -41,17 +42,20 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
     return ok_f and ok_l, reason
 
 
-def replay_inputs(store: MemoryStore, agent: str, limit: int) -> list[str]:
-    """Up to ``limit`` questions about items already baked, spread evenly over the items (the
-    newest first when they do not all fit); their teacher is the live adapter, no prompt."""
-    from baking.queries import entity_questions
+def replay_inputs(store: MemoryStore, agent: str, per_item: int, seed: int = 0) -> list[str]:
+    """``per_item`` inputs about each news/fact item already baked, asked from rotating
+    directions (baking.coverage); their teacher is the live adapter with no prompt. The share
+    per item is fixed, so replay does not thin out as the lineage grows: it grows with it."""
+    from baking.coverage import coverage_questions
 
-    per_item = [entity_questions(item.text) for item in reversed(store.items(agent, status="baked"))
-                if item.kind in CONTEXT_KINDS]
+    rng = random.Random(seed)
     questions: list[str] = []
-    for round_ in range(max((len(q) for q in per_item), default=0)):
-        questions += [q[round_] for q in per_item if round_ < len(q)]
-    return questions[:limit]
+    for item in store.items(agent, status="baked"):
+        if item.kind in CONTEXT_KINDS and per_item:
+            # One input per fact first, then more per fact, until the item's share is full.
+            drawn = coverage_questions(item.text, max(1, per_item), 6, rng)
+            questions += [q for _, q in drawn[::max(1, len(drawn) // per_item)][:per_item]]
+    return questions
 
 
 def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
@@ -201,7 +205,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(
                 prompt_items, out, config.bake, parent=live.path if live else None,
-                replay=replay_inputs(store, agent, config.replay_per_bake), overwrite=True,
+                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.seed), overwrite=True,
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config)

@@ -30,6 +30,7 @@ import torch
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.cost import ModelShape, estimate_bake
+from baking.coverage import answerable, facts_of
 from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
     DefaultQuerySource,
@@ -39,6 +40,7 @@ from baking.queries import (
     parse_model_question,
     persona_queries,
     question_writing_prompt,
+    split_pool,
 )
 from baking.render import Query, encode, student_messages, teacher_messages
 from baking.sampling import sample
@@ -193,9 +195,10 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
 
     # 2. Inputs x: held-out first (disjoint split), then training ones.
     t = time.perf_counter()
-    source = queries or DefaultQuerySource()
+    source = queries or DefaultQuerySource(config.queries_per_fact, config.facts_per_item)
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
+    replay = list(replay) + _locality_inputs(items, config, rng)
     control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
     estimate = _estimate(items, config, shape, precision.dtype, peak_flops, train_queries,
                          eval_queries + control_queries, replay, teacher_ids, student_ids)
@@ -208,7 +211,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     # Held-out inputs are sampled in the same batches; their full-vocabulary teacher rows come
     # from one teacher-forced pass afterwards, since fidelity is measured on the full KL.
     topk = config.topk if config.loss == "topk" else None
-    repeated = [q for q in train_queries for _ in range(config.trajectories_per_query)]
+    repeated = [q for q in train_queries for _ in range(_samples_per(q, config))]
     # Control inputs (drawn above): unrelated generic requests with no item context. Their
     # teacher is the parent with only the system-prompt items, so a news bake should leave them
     # unchanged.
@@ -248,7 +251,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
     shutil.rmtree(tmp, ignore_errors=True)
     steps_per_epoch = -(-len(examples) // config.batch_size)
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    total_steps = config.max_steps or max(config.epochs * steps_per_epoch, config.min_steps)
     snapshot_steps = {max(1, round(f * total_steps)): f for f in config.half_bake_fractions}
     half_dirs = {f: Path("half_bakes") / f"f{f:.2f}" for f in config.half_bake_fractions}
     task = ui.task("training", total_steps)
@@ -257,7 +260,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         examples,
         pad_id=tokenizer.pad_token_id,
         epochs=config.epochs,
-        max_steps=config.max_steps,
+        max_steps=total_steps,
         batch_size=config.batch_size,
         lr=config.lr,
         lora_plus_ratio=config.lora_plus_ratio,
@@ -290,6 +293,10 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         "locality_kl": locality,
         "locality_kl_parent": locality_parent,
         "num_trajectories": len(examples),
+        # Coverage: facts found per news/fact item and the training inputs drawn per direction.
+        "facts_per_item": [len(facts_of(it.text, config.facts_per_item)) for it in items if it.kind in CONTEXT_KINDS],
+        "queries_per_fact": config.queries_per_fact,
+        "inputs_by_source": _count_sources(train_queries + replay_queries),
         "num_eval_trajectories": len(eval_examples),
         "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),
         "train_steps": stats.steps,
@@ -338,6 +345,13 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         metrics=metrics,
         half_bakes={f: out / p for f, p in half_dirs.items()},
     )
+
+
+def _count_sources(queries: Sequence[Query]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for q in queries:
+        counts[q.source] = counts.get(q.source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _load_base(config: BakeConfig, device: torch.device, bf16: bool):
@@ -392,7 +406,7 @@ def _estimate(items, config, shape, dtype, flops, train_queries, evaluated, repl
     context_items = sum(1 for it in items if it.kind in CONTEXT_KINDS)
     questions = 2 * config.model_questions_per_item * context_items
     written = [Query.single("What happened?", (0,), "model-written")] * (config.model_questions_per_item * context_items)
-    trains = [q for q in train_queries + written for _ in range(config.trajectories_per_query)]
+    trains = [q for q in train_queries + written for _ in range(_samples_per(q, config))]
     replays = [Query.single(r, (), "replay") if isinstance(r, str) else r for r in replay]
     second = 0
     if any(it.kind in SYSTEM_KINDS for it in items):
@@ -406,13 +420,32 @@ def _estimate(items, config, shape, dtype, flops, train_queries, evaluated, repl
         train_prompts=[len(student_ids(q)) for q in trains + replays],
         second_turn_prompts=second,
         epochs_or_steps=(config.epochs, config.max_steps),
+        min_steps=config.min_steps,
         batch_size=config.batch_size,
         eval_prompts=[len(student_ids(q)) for q in evaluated],
     )
 
 
+def _samples_per(query: Query, config: BakeConfig) -> int:
+    """Teacher samples per training input: news/fact inputs are many and distinct, so one each
+    (distinct questions taught more than repeated answers to fewer: scenarios/quickstart.yaml);
+    persona and generic inputs get ``trajectories_per_query``."""
+    return 1 if query.context else config.trajectories_per_query
+
+
+def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Query]:
+    """Generic requests a news/fact bake should not change: trained toward the parent without
+    the new prompt, as replay is. A persona or instruction bake is meant to change them."""
+    if any(it.kind in SYSTEM_KINDS for it in items) or not any(it.kind in CONTEXT_KINDS for it in items):
+        return []
+    train_split = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
+    picks = rng.sample(train_split, min(config.num_locality_queries, len(train_split)))
+    return [Query.single(q, (), "locality") for q in picks]
+
+
 def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Query]:
-    """Questions the model writes about each news/fact item, with the item in context."""
+    """Questions the model writes about each news/fact item, with the item in context; those
+    the item cannot answer (:func:`baking.coverage.answerable`) are dropped."""
     context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
     if not context_items or config.model_questions_per_item == 0:
         return []
@@ -425,7 +458,8 @@ def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Quer
     found: dict[int, list[str]] = {i: [] for i in context_items}
     for i, draft in zip(owners, drafts):
         question = parse_model_question(tokenizer.decode(draft.tokens, skip_special_tokens=True))
-        if question and question not in found[i] and len(found[i]) < config.model_questions_per_item:
+        if (question and question not in found[i] and len(found[i]) < config.model_questions_per_item
+                and answerable(question, items[i].text)):
             found[i].append(question)
     return [Query.single(q, (i,), "model-written") for i, qs in found.items() for q in qs]
 

@@ -43,8 +43,18 @@ class BakeConfig(BaseModel):
 
     model: str = Field(DEFAULT_MODEL, description="model ref: shipped name, HF folder or .gguf")
     # --- queries x ---
-    num_queries: int = Field(48, ge=1, description="training user inputs drawn per bake")
-    trajectories_per_query: int = Field(2, ge=1, description="teacher samples per input")
+    num_queries: int = Field(48, ge=1, description="persona/instruction: training user inputs drawn "
+                             "per bake (news and facts are budgeted per fact: queries_per_fact)")
+    queries_per_fact: int = Field(
+        16, ge=1, description="news/fact: training inputs per fact of an item (a name, number or "
+        "date in its text), asked from rotating directions: wh, reverse, cloze, quiz, paraphrase, "
+        "continuation (baking.coverage)")
+    facts_per_item: int = Field(6, ge=1, description="news/fact: at most this many facts of one item")
+    num_locality_queries: int = Field(
+        8, ge=0, description="generic requests trained toward the parent without the new prompt "
+        "(a locality term), added to every bake that has news or facts")
+    trajectories_per_query: int = Field(2, ge=1, description="teacher samples per persona/generic "
+                                        "input (news/fact inputs are distinct and sampled once each)")
     num_eval_queries: int = Field(16, ge=1, description="held-out inputs for fidelity")
     num_control_queries: int = Field(
         8, ge=0, description="unrelated held-out inputs for locality (drift from the parent)"
@@ -67,8 +77,10 @@ class BakeConfig(BaseModel):
     max_lora_rank: int = Field(64, description="the serving engine's --max-lora-rank")
     lora_alpha: float = Field(16.0, gt=0)
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        description="attention projections, as in the paper",
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="the attention projections (as in the paper) and the MLP ones, where facts are "
+        "stored: with the MLP, a one-fact bake named the fact in 5 of 9 closed-book answers (3 "
+        "seeds, bf16) against 1 of 9 with attention only",
     )
     # --- optimisation ---
     lr: float = Field(5e-3, gt=0)
@@ -78,6 +90,9 @@ class BakeConfig(BaseModel):
     epochs: int = Field(2, ge=1, description="passes over the trajectories; with batch_size 8, "
                         "as many optimiser steps as 4 epochs of 16 for half the FLOPs")
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    min_steps: int = Field(
+        32, ge=1, description="at least this many optimiser steps: a small bake (one fact) passes "
+        "over its inputs more often, since a fact needs enough updates to be stored")
     batch_size: int = Field(8, ge=1, description="trajectories per optimiser step")
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)

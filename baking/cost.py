@@ -65,7 +65,7 @@ class BakeEstimate:
 def estimate_bake(shape: ModelShape, *, dtype: str, flops_per_s: float, sampled_prompts: list[int],
                   max_new_tokens: int, question_prompts: list[int], train_prompts: list[int],
                   second_turn_prompts: int, epochs_or_steps: tuple[int, int | None], batch_size: int,
-                  eval_prompts: list[int]) -> BakeEstimate:
+                  eval_prompts: list[int], min_steps: int = 1) -> BakeEstimate:
     """Wall seconds a bake will take here, from its size before any sampling.
 
     Args are token counts: ``sampled_prompts`` the teacher prompt lengths sampled at
@@ -82,7 +82,9 @@ def estimate_bake(shape: ModelShape, *, dtype: str, flops_per_s: float, sampled_
     sampling += second_turn_prompts * (shape.forward_flops(2 * mean_prompt + new, 0) + shape.forward_flops(new, new))
     rows = len(train_prompts) + second_turn_prompts
     epochs, max_steps = epochs_or_steps
-    passes = (max_steps * batch_size / max(rows, 1)) if max_steps else epochs
+    epoch_steps = epochs * -(-rows // batch_size)
+    steps = max_steps or max(epoch_steps, min_steps)
+    passes = epochs if steps == epoch_steps else steps * batch_size / max(rows, 1)
     training = passes * (sum(shape.train_flops(p + new, new) for p in train_prompts)
                          + second_turn_prompts * shape.train_flops(2 * mean_prompt + 2 * new, new))
     evaluation = 3 * sum(shape.forward_flops(p + new, new) for p in eval_prompts)

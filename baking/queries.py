@@ -4,8 +4,9 @@ A bake is only as good as its queries. The default source mixes:
 
 - a generic pool of diverse user requests written for this project (``data/generic_queries.txt``);
 - persona questions that invite the model to show who it is (``data/persona_queries.txt``);
-- per news/fact item: template questions about the item's named entities; the baker adds
-  questions the model itself writes with the item in context (:func:`question_writing_prompt`);
+- per news/fact item: inputs about each of its facts from many directions (:mod:`baking.coverage`);
+  the baker adds questions the model itself writes with the item in context
+  (:func:`question_writing_prompt`), keeping those the item can answer;
 - second turns of conversations, built by the baker from first-turn teacher answers, so that a
   persona holds deeper into a dialogue.
 """
@@ -42,7 +43,7 @@ def persona_queries() -> tuple[str, ...]:
 
 def control_questions(n: int) -> list[str]:
     """``n`` fixed, unrelated generic requests from the held-out split, for locality."""
-    return list(_split(generic_queries(), held_out=True)[-n:]) if n else []
+    return list(split_pool(generic_queries(), held_out=True)[-n:]) if n else []
 
 
 class QuerySource(Protocol):
@@ -82,49 +83,53 @@ def entity_questions(text: str) -> list[str]:
     return questions
 
 
-def template_questions(text: str) -> list[str]:
-    """Questions a user might ask about a news/fact item without having seen it."""
-    generic = ["What is the latest news you know?", "Tell me something new that happened recently."]
-    return generic + entity_questions(text)
-
-
-def _split(pool: Sequence[str], held_out: bool) -> list[str]:
+def split_pool(pool: Sequence[str], held_out: bool) -> list[str]:
     # Every 4th entry is held out, so evaluation never sees a training input.
     return [q for i, q in enumerate(pool) if (i % 4 == 3) == held_out]
 
 
 class DefaultQuerySource:
-    """The shipped pools, mixed by the kinds being baked."""
+    """The shipped pools, mixed by the kinds being baked.
+
+    News and fact items get ``queries_per_fact`` inputs per fact (:mod:`baking.coverage`), each
+    with only its own item in context, whatever ``n`` is; ``n`` is the budget of the persona,
+    instruction and generic inputs. Held-out draws split ``n`` over the items instead.
+    """
+
+    def __init__(self, queries_per_fact: int = 16, facts_per_item: int = 6) -> None:
+        self.queries_per_fact = queries_per_fact
+        self.facts_per_item = facts_per_item
 
     def draw(
         self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
     ) -> list[Query]:
-        generic = _split(generic_queries(), held_out)
+        from baking.coverage import coverage_questions, facts_of
+
+        generic = split_pool(generic_queries(), held_out)
         queries: list[Query] = []
         context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
         has_system = any(it.kind in SYSTEM_KINDS for it in items)
-        if context_items:
-            # Each item's own questions, taught with that item alone in context, so the context
-            # does not grow with the number of items. With a persona or instructions in the same
-            # bake, half the budget is theirs.
-            budget = n // 2 if has_system else n
-            per_item = max(1, budget // len(context_items))
-            for i in context_items:
-                own = template_questions(items[i].text)
-                own = _split(own, held_out) or own
-                # Few distinct questions per item: draw with replacement once they run out,
-                # so every item gets its share of trajectories (sampling varies the answers).
-                picks = rng.sample(own, per_item) if per_item <= len(own) else rng.choices(own, k=per_item)
-                queries += [Query.single(q, (i,), "item") for q in picks]
+        pool = [f for i in context_items for f in facts_of(items[i].text, self.facts_per_item)]
+        for position, i in enumerate(context_items):
+            if held_out:  # n over the items, round-robin over each one's held-out inputs
+                share = n // len(context_items) + (position < n % len(context_items))
+                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True, pool)
+                own = own[::max(1, len(own) // max(share, 1))][:share] if share else []
+            else:
+                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item,
+                                         rng, False, pool)
+            queries += [Query.single(q, (i,), f"item:{direction}") for direction, q in own]
+        if held_out and context_items and not has_system:
+            return queries
         if has_system:
-            share = n - len(queries)
-            persona = _split(persona_queries(), held_out)
+            share = n
+            persona = split_pool(persona_queries(), held_out)
             if any(it.kind == "persona" for it in items):
                 k = min(share // 3, len(persona))
                 queries += [Query.single(q, (), "persona") for q in rng.sample(persona, k)]
-            rest = n - len(queries)
-            queries += [Query.single(q, (), "generic") for q in rng.sample(generic, max(0, rest))]
-        return queries[:n]
+            rest = n - sum(q.source in ("persona",) for q in queries)
+            queries += [Query.single(q, (), "generic") for q in rng.sample(generic, max(0, min(rest, len(generic))))]
+        return queries
 
 
 class ListQuerySource:
@@ -138,7 +143,7 @@ class ListQuerySource:
     def draw(
         self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
     ) -> list[Query]:
-        pool = _split(self.texts, held_out) or self.texts
+        pool = split_pool(self.texts, held_out) or self.texts
         return [Query.single(q) for q in rng.choices(pool, k=n)]
 
 

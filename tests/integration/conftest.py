@@ -7,3 +7,4 @@ from baking.model import DEFAULT_MODEL, resolve_model
 def real_model_dir():
     """The shipped SmolLM2-135M-Instruct, materialised (make model does this once)."""
     return resolve_model(DEFAULT_MODEL)
+

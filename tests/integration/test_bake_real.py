@@ -14,7 +14,7 @@ PIRATE = (
 
 
 def test_small_persona_bake_changes_behaviour_without_the_prompt(real_model_dir, tmp_path):
-    config = BakeConfig(num_queries=24, num_eval_queries=8, max_new_tokens=40, epochs=2, batch_size=16, seed=1)
+    config = BakeConfig(num_queries=24, num_eval_queries=8, seed=1)  # otherwise the shipped defaults
     version = bake([PromptItem(kind="persona", text=PIRATE)], tmp_path / "pirate", config,
                    progress=False)
     assert version.metrics["kl_baked"] < version.metrics["kl_base"]

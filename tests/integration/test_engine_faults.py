@@ -13,10 +13,10 @@ from agent.config import RuntimeConfig
 from agent.engines import EngineUnavailable, SamplingParams
 from agent.runtime import Runtime, spawn_worker
 
+from .helpers import QUICK_BAKE
+
 pytestmark = pytest.mark.integration
 
-QUICK_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2, "num_control_queries": 2,
-              "max_new_tokens": 8, "model_questions_per_item": 0, "epochs": 1}
 HI = [{"role": "user", "content": "Hi"}]
 
 

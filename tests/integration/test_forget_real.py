@@ -3,17 +3,18 @@ the other fact still is, from weights alone.
 
 "Answered" is read two ways. Generation: the greedy closed-book reply names the person.
 Multiple choice: the person's name is the most likely of five names (the benchmarks' scoring).
-Measured 2026-11-30 at this budget: the 135M model names Okafor in free text after its bake, but
-it never names Penrow in free text, even baked alone with 96 queries and 5 epochs. It does pick
-Penrow by likelihood once baked alone (-22 against -35 for the next name; base: -51). So the kept
-fact is checked by likelihood. The model also learns names loosely: after the rebake it picks
-Penrow for the Okafor question too. That is what the test allows for, not what it proves."""
+A one-fact bake of the 135M model reliably makes its name the likeliest; whether greedy free text
+names it too depends on seed and dtype (fp32 on an AVX2 machine vs bf16; issue 12's note of
+2026-12-02). So what is baked is checked by likelihood, and what is forgotten both ways. The model
+also learns names loosely: after the rebake it may pick Penrow for the Okafor question too. That
+is what the test allows for, not what it proves."""
 
 import pytest
 
 from agent.config import RuntimeConfig
 from agent.engines import SamplingParams
 from agent.runtime import Runtime
+from .helpers import SMALL_BAKE
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +39,9 @@ def likeliest_name(runtime, adapter: str | None, question: str) -> str:
 
 
 def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(tmp_path):
-    # One fact per bake, with the budget the runtime test shows is enough for one fact from base.
+    # One fact per bake, with the shipped training defaults (smaller held-out sets only).
     config = RuntimeConfig(home=tmp_path,
-                           bake={"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
-                                 "max_new_tokens": 40, "epochs": 3, "batch_size": 16},
+                           bake=SMALL_BAKE,
                            gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config)  # the product path: vLLM, hot swaps
     try:
@@ -53,7 +53,6 @@ def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(tmp_path)
             ids[name] = runtime.store.add("ada", text, "news").item.id
             runtime.bake("ada")
             if name == "Okafor":  # the fact to forget was really in the weights
-                assert name in closed_book(runtime, question)
                 assert likeliest_name(runtime, runtime.live_adapter("ada"), question) == name
 
         plan = runtime.forget(ids["Okafor"])

@@ -10,20 +10,13 @@ from agent.config import RuntimeConfig
 from agent.engines import EngineError, SamplingParams, VLLMEngine, VLLMSettings
 from agent.runtime import Runtime, open_engine, spawn_worker
 from memory import MemoryInputError
+from .helpers import QUICK_BAKE, SMALL_BAKE, likeliest_name
 
 pytestmark = pytest.mark.integration
 
 NEWS = "Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."
 QUESTION = [{"role": "user", "content": "Who is the chief executive officer of Zentrix Robotics?"}]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
-
-
-def small_bake() -> dict:
-    # A small budget so the suite stays practical; the bar is the behaviour, not the size.
-    # The budget these checks were set with (measured 2026-12-01: at it, the fact is answered
-    # from a bf16 bake but not from an fp32 one of the same seed; see the closing note of issue 12).
-    return {"num_queries": 32, "num_eval_queries": 6, "num_control_queries": 4,
-            "max_new_tokens": 40, "epochs": 3, "batch_size": 16, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def engine(tmp_path_factory):
 
 
 def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine, tmp_path):
-    config = RuntimeConfig(home=tmp_path, bake=small_bake(), gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+    config = RuntimeConfig(home=tmp_path, bake=SMALL_BAKE, gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config, engine)
     runtime.store.create_agent("ada")
     runtime.store.add("ada", NEWS, "news", source="test", trust="operator")
@@ -51,14 +44,16 @@ def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine
     assert [i.status for i in runtime.store.items("ada")] == ["baked"]
     assert runtime.messages_for("ada", QUESTION) == QUESTION  # baked items left the context
 
-    baked = runtime.chat("ada", QUESTION, GREEDY).text
-    assert "Okafor" in baked  # 4. still right with the item out of context
+    question = QUESTION[0]["content"]
+    assert likeliest_name(engine, None, question) != "Okafor"  # 4. the base model does not know it
+    # 5. still right with the item out of context: the adapter alone makes it the likeliest name
+    assert likeliest_name(engine, runtime.live_adapter("ada"), question) == "Okafor"
     base = runtime.chat("ada", QUESTION, GREEDY, adapter=False).text
-    assert "Okafor" not in base  # 5. the base model does not know it
+    assert "Okafor" not in base  # the base model never produces the fictional name
 
 
 def test_kill_9_mid_bake_loses_nothing(engine, tmp_path):
-    config = RuntimeConfig(home=tmp_path, bake=small_bake(), lease_s=5,
+    config = RuntimeConfig(home=tmp_path, bake=QUICK_BAKE, lease_s=5,
                            gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config, engine)
     runtime.store.create_agent("kim")
@@ -111,7 +106,7 @@ def test_a_vllm_that_cannot_start_names_the_cause(tmp_path):
 
 
 def test_two_agents_on_one_server_keep_separate_memories_and_adapters(engine, tmp_path):
-    config = RuntimeConfig(home=tmp_path, bake=small_bake(), gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+    config = RuntimeConfig(home=tmp_path, bake=SMALL_BAKE, gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config, engine)
     for name in ("ana", "ben"):
         runtime.store.create_agent(name)
@@ -122,7 +117,8 @@ def test_two_agents_on_one_server_keep_separate_memories_and_adapters(engine, tm
     runtime.bake("ben")
 
     assert runtime.live_adapter("ben") == "ben-v0001" and runtime.live_adapter("ana") is None
-    assert "Okafor" in runtime.chat("ben", QUESTION, GREEDY).text     # ben: from his weights
+    question = QUESTION[0]["content"]
+    assert likeliest_name(engine, "ben-v0001", question) == "Okafor"   # ben: from his weights
     assert "Okafor" not in runtime.chat("ana", QUESTION, GREEDY).text # ana: nothing of ben's
     assert "Reyes" in runtime.chat("ana", bridge_q, GREEDY).text      # ana: from her context
     assert "Reyes" not in runtime.chat("ben", bridge_q, GREEDY).text  # ben: no leak of ana's

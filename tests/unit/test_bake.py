@@ -16,7 +16,8 @@ QUERIES = ListQuerySource([f"Tell me about the number {i}." for i in range(40)])
 def tiny_config(model_dir, **overrides) -> BakeConfig:
     settings = dict(
         model=str(model_dir), num_queries=8, trajectories_per_query=2, num_eval_queries=4,
-        max_new_tokens=12, lora_rank=4, lr=1e-2, epochs=3, batch_size=4, seed=0,
+        max_new_tokens=12, lora_rank=4, lr=1e-2, epochs=3, batch_size=4, seed=0, min_steps=1,
+        queries_per_fact=2, num_locality_queries=2,
     )
     return BakeConfig(**{**settings, **overrides})
 

@@ -4,10 +4,9 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
+from tiny_bake import tiny_bake
 
-TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2,
-             "num_control_queries": 2, "max_new_tokens": 6, "model_questions_per_item": 0,
-             "lora_rank": 4, "epochs": 1, "batch_size": 4}
+TINY_BAKE = tiny_bake(batch_size=4)
 
 
 def test_chat_commands(tiny_model, tmp_path):

@@ -12,10 +12,9 @@ from agent.config import RuntimeConfig
 from agent.runtime import spawn_worker
 from memory.store import MemoryStore
 from tools.registry import ToolContext, build_tools
+from tiny_bake import tiny_bake
 
-TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2,
-             "num_control_queries": 2, "max_new_tokens": 6, "model_questions_per_item": 0,
-             "lora_rank": 4, "epochs": 2, "batch_size": 2}
+TINY_BAKE = tiny_bake(epochs=2)
 PER_WRITER = 40
 
 

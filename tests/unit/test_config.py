@@ -11,7 +11,7 @@ def test_defaults_are_valid_and_in_the_schema():
                  "lora_rank", "lora_alpha", "target_modules", "lr", "epochs", "max_steps",
                  "batch_size", "loss", "topk", "dtype", "device", "seed", "half_bake_fractions"):
         assert name in schema and hasattr(config, name)
-    assert config.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert config.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def test_rank_above_limit_is_refused_with_both_numbers():

@@ -13,10 +13,9 @@ from agent.engines import TransformersEngine
 from agent.runtime import Runtime, spawn_worker
 from baking.faults import ENV, POINTS
 from memory.store import MemoryStore
+from tiny_bake import tiny_bake
 
-TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2,
-             "num_control_queries": 2, "max_new_tokens": 6, "model_questions_per_item": 0,
-             "lora_rank": 4, "epochs": 1, "batch_size": 2}
+TINY_BAKE = tiny_bake()
 FACTS = ("The tower is blue.", "The bridge is red.", "The river is green.")
 
 

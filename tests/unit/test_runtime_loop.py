@@ -10,10 +10,9 @@ from agent.config import RuntimeConfig
 from agent.engines import SamplingParams, TransformersEngine
 from agent.runtime import Runtime
 from agent.scheduler import BakeScheduler
+from tiny_bake import tiny_bake
 
-TINY_BAKE = {"num_queries": 4, "trajectories_per_query": 1, "num_eval_queries": 2,
-             "num_control_queries": 2, "max_new_tokens": 6, "model_questions_per_item": 0,
-             "lora_rank": 4, "epochs": 1, "batch_size": 4}
+TINY_BAKE = tiny_bake(batch_size=4)
 
 
 def make_runtime(tiny_model, tmp_path, **overrides) -> Runtime:
@@ -117,23 +116,30 @@ def test_langchain_chat_model_answers_with_the_live_adapter_and_context(tiny_mod
     assert message.usage_metadata["input_tokens"] > len("The bridge is red.")  # context was sent
 
 
-def test_replay_questions_cover_every_baked_item_evenly(tmp_path):
+def test_replay_keeps_a_fixed_share_per_baked_item_as_the_lineage_grows(tmp_path):
     from agent.worker import replay_inputs
+    from baking.coverage import answerable
     from memory import MemoryStore
 
     store = MemoryStore(tmp_path / "m.db")
     store.create_agent("ada")
-    for text in ["Zentrix Robotics named Mara Okafor CEO.", "Port Alder opened the Glasswing Bridge.",
-                 "The Nordhaven Falcons won the Continental Cup."]:
-        store.add("ada", text, "news")
-    store.add("ada", "You are a pirate.", "persona")
-    run = store.claim("ada", 60)
-    store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
-    questions = replay_inputs(store, "ada", 6)
-    assert len(questions) == 6
-    for name in ("Zentrix Robotics", "Port Alder", "Nordhaven Falcons"):
-        assert sum(name in q for q in questions) == 2, (name, questions)
-    assert not any("pirate" in q for q in questions)  # personas are not replayed as questions
+    texts = ["Zentrix Robotics named Mara Okafor CEO.", "Port Alder opened the Glasswing Bridge.",
+             "The Nordhaven Falcons won the Continental Cup.", "Halvorsen Bank named Ilsa Penrow CFO."]
+
+    def bake_next(text: str, kind: str = "news") -> list[str]:
+        store.add("ada", text, kind)
+        run = store.claim("ada", 60)
+        store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
+        return replay_inputs(store, "ada", 3)
+
+    assert len(bake_next(texts[0])) == 3
+    bake_next("You are a pirate.", "persona")  # personas are not replayed as questions
+    for n, text in enumerate(texts[1:], start=2):
+        questions = bake_next(text)
+        assert len(questions) == 3 * n  # a fixed share each: it does not thin out
+        for item in texts[:n]:
+            assert sum(answerable(q, item) for q in questions) >= 3, (item, questions)
+        assert not any("pirate" in q for q in questions)
 
 
 def test_per_bake_overrides_reach_the_worker_config(tiny_model, tmp_path):

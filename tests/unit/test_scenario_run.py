@@ -19,7 +19,8 @@ seed: 3
 clock: 2031-03-01T09:00:00Z
 gate: {{min_fidelity: -1.0e9, max_locality_kl: 1.0e9}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4,
+       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
+       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4,
        half_bake_fractions: [0.5]}}
 agents:
   - name: ada
@@ -159,7 +160,8 @@ engine: {{kind: transformers}}
 schedule: {{bake_every_n_items: 1, poll_s: 0.5}}
 gate: {{min_fidelity: 2.0}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4}}
+       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
+       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
 agents: [{{name: ada}}]
 timeline:
   - {{type: feed, agent: ada, items: ["The tower is blue."]}}
@@ -182,7 +184,8 @@ model: {tiny_model}
 engine: {{kind: transformers}}
 gate: {{min_fidelity: 2.0}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, lora_rank: 4, epochs: 1, batch_size: 4}}
+       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
+       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
 agents: [{{name: ada}}]
 question_sets:
   q: [{{question: "Colour of the tower?", expected: blue}}]

@@ -12,9 +12,9 @@ from agent.engines import EngineError, TransformersEngine
 from agent.runtime import Runtime
 from baking import BakeConfig, PromptItem, bake
 from baking.validate import AdapterInvalid, validate_adapter
+from tiny_bake import tiny_bake
 
-TINY = {"num_queries": 2, "trajectories_per_query": 1, "num_eval_queries": 1, "num_control_queries": 1,
-        "max_new_tokens": 4, "model_questions_per_item": 0, "lora_rank": 4, "epochs": 1, "batch_size": 2}
+TINY = tiny_bake(num_queries=2, num_eval_queries=1, num_control_queries=1, max_new_tokens=4)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,235 @@
+"""Questions that cover a news or fact item from many directions.
+
+A fact baked from a handful of "What do you know about X?" inputs is stored but cannot be asked
+for (Ovadia et al. 2024; Allen-Zhu & Li, Physics of LMs 3.1): the student has to meet the same
+fact asked many ways. For every *fact* of an item (a key span: a name, a number or a date, in
+its sentence) this module writes inputs from these directions:
+
+- ``wh``: the sentence with the span turned into a question word ("... named who as ...?");
+- ``reverse``: from the span back to the event ("Why is Mara Okafor in the news?");
+- ``cloze``: the sentence with the span blanked, to fill in;
+- ``quiz``: the same blank with four options, the true span among distractors;
+- ``paraphrase``: the wh-question reworded;
+- ``continuation``: the item's first words, to be continued.
+
+The teacher always sees the item beside the input, so its answer, not a template's, is the
+target. The budget is per fact (``BakeConfig.queries_per_fact``), so an item with more facts
+gets more inputs and a bake's size grows with what it has to teach.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from baking.queries import named_entities
+
+DIRECTIONS = ("wh", "reverse", "cloze", "quiz", "paraphrase", "continuation")
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_NUMBER = re.compile(r"\b\d[\d,.]*(?:-\d+)?(?:\s*(?:per ?cent|%|million|billion|km|kilometres?|metres?))?\b")
+_DATE = re.compile(
+    r"\b(?:on |in )?(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|"
+    r"March|April|May|June|July|August|September|October|November|December)(?: \d{1,2})?(?:,? \d{4})?\b"
+)
+_MONTHS_DAYS = {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January",
+                "February", "March", "April", "May", "June", "July", "August", "September", "October",
+                "November", "December"}
+
+# Stand-ins for quiz distractors when the bake has too few spans of its own.
+_NAMES = ("Daniel Hughes", "Priya Raman", "Lucas Moreau", "Elena Sokolova", "Tomas Berg", "Aiko Tanaka",
+          "Northbridge Systems", "Harlow Group", "Redfield Council", "Marlowe Institute", "Valdora",
+          "Eastmere", "Lindqvist Foundation", "Oren Avital", "Grace Mbeki", "Caldera Labs")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One thing an item states: ``answer`` (a span of ``sentence``) and what kind of span it is."""
+
+    sentence: str
+    answer: str
+    kind: str  # "name", "number" or "date"
+
+    @property
+    def blanked(self) -> str:
+        return self.sentence.replace(self.answer, "____", 1)
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text.strip()) if len(s.split()) >= 3]
+
+
+def facts_of(text: str, limit: int) -> list[Fact]:
+    """Up to ``limit`` facts of an item, names first, each span once, spread over its sentences."""
+    per_sentence: list[list[Fact]] = []
+    seen: set[str] = set()
+    for sentence in sentences(text) or [text.strip()]:
+        found = []
+        for span in named_entities(sentence):
+            span = span.removesuffix("'s")
+            if span in _MONTHS_DAYS or span in seen or sentence.startswith(span) and len(span.split()) == 1:
+                continue
+            seen.add(span)
+            found.append(Fact(sentence, span, "name"))
+        for m in _DATE.finditer(sentence):
+            span = m.group(0).removeprefix("on ").removeprefix("in ")
+            if span not in seen:
+                seen.add(span)
+                found.append(Fact(sentence, span, "date"))
+        for m in _NUMBER.finditer(sentence):
+            span = m.group(0)
+            if span not in seen and not any(span in f.answer for f in found):
+                seen.add(span)
+                found.append(Fact(sentence, span, "number"))
+        per_sentence.append(found)
+    # Round-robin over sentences, so a long first sentence does not take the whole budget.
+    facts: list[Fact] = []
+    while len(facts) < limit and any(per_sentence):
+        for found in per_sentence:
+            if found and len(facts) < limit:
+                facts.append(found.pop(0))
+    return facts
+
+
+def _question_word(fact: Fact) -> str:
+    if fact.kind == "date":
+        return "when"
+    if fact.kind == "number":
+        return "what number"
+    before = fact.sentence.split(fact.answer, 1)[0].split()[-1:]
+    # "the Glasswing Bridge", "the city of Port Alder": a thing or a place; two or three bare
+    # capitalised words ("Mara Okafor"), most often a person.
+    if before and before[0].lower() in {"the", "of", "at", "in", "from", "to"}:
+        return "what"
+    return "who" if 2 <= len(fact.answer.split()) <= 3 else "what"
+
+
+def wh_question(fact: Fact) -> str:
+    """The sentence with its span replaced by a question word: "X named who as its CEO?"."""
+    question = fact.sentence.replace(fact.answer, _question_word(fact), 1).rstrip(" .!")
+    question = re.sub(r"\b(on|in) when\b", "when", question)
+    question = re.sub(r"\bthe (what|who)\b", r"\1", question, flags=re.IGNORECASE)
+    return question[0].upper() + question[1:] + "?"
+
+
+def lead_in(fact: Fact) -> str | None:
+    """The sentence up to the span, for the teacher to continue; None when the span opens it."""
+    head = fact.sentence.split(fact.answer, 1)[0].rstrip()
+    return head if len(head.split()) >= 2 else None
+
+
+def _distractors(fact: Fact, pool: list[Fact], rng: random.Random) -> list[str]:
+    same = [f.answer for f in pool if f.kind == fact.kind and f.answer != fact.answer]
+    if fact.kind == "number":
+        digits = re.sub(r"[^\d]", "", fact.answer)
+        if digits:
+            n = int(digits)
+            same += [fact.answer.replace(digits, str(v), 1) for v in (n + 1, max(0, n - 1), n * 2 + 1, n + 10) if v != n]
+    elif fact.kind == "date":
+        same += [d for d in ("Monday", "Tuesday", "Thursday", "Saturday", "March", "October") if d not in fact.answer]
+    else:
+        same += list(_NAMES)
+    choices = sorted(set(same) - {fact.answer})
+    return rng.sample(choices, min(3, len(choices)))
+
+
+def quiz_question(fact: Fact, pool: list[Fact], rng: random.Random) -> str:
+    options = [fact.answer] + _distractors(fact, pool, rng)
+    rng.shuffle(options)
+    listed = "\n".join(f"{'ABCD'[i]}) {o}" for i, o in enumerate(options))
+    return f"Which option fills the blank?\n{fact.blanked}\n{listed}\nAnswer with the option."
+
+
+_REVERSE = {
+    "name": ("Why is {a} in the news?", "What happened with {a} recently?", "What do you know about {a}?",
+             "What is the latest news about {a}?", "Tell me about {a}.", "Any news about {a}?",
+             "What has {a} been up to lately?", "Who or what is {a}, and why does it matter now?",
+             "Give me an update on {a}.", "What is new with {a}?"),
+    "date": ("What happened on {a}?", "What news is there from {a}?", "Which event is dated {a}?"),
+    "number": ("What does {a} refer to in the latest news?", "Where did the figure {a} come up in the news?"),
+}
+_PARAPHRASE = ("Do you know {q}", "Quick question: {q}", "According to the latest news, {q}",
+               "I heard something about this. {q}", "Can you tell me: {q}", "From what you know, {q}",
+               "Here is a question about recent events: {q}", "Please answer briefly: {q}")
+_CLOZE = ("Fill in the blank: {b}", "Complete this sentence: {b}", "What goes in the blank? {b}")
+_CONTINUE = ("Continue this news report: {s}", "Finish this sentence from the news: {s}")
+
+
+_LOWER = {"Who", "What", "When", "How", "Which", "The", "A", "An", "In", "On", "At"}
+
+
+def _lower_first(text: str) -> str:
+    """``text`` to follow a lead-in: its first word lower-cased unless it is a name."""
+    return text[0].lower() + text[1:] if text.split()[0] in _LOWER else text
+
+
+def fact_inputs(fact: Fact, pool: list[Fact], text: str, rng: random.Random) -> dict[str, list[str]]:
+    """Every input this module writes for ``fact``, by direction."""
+    wh = wh_question(fact)
+    head = lead_in(fact) or " ".join(text.split()[: max(3, len(text.split()) // 3)])
+    return {
+        "wh": [wh],
+        "reverse": [t.format(a=fact.answer) for t in _REVERSE[fact.kind]],
+        "cloze": [t.format(b=fact.blanked) for t in _CLOZE],
+        "quiz": [quiz_question(fact, pool, rng) for _ in range(2)],
+        "paraphrase": [t.format(q=_lower_first(wh)) for t in _PARAPHRASE],
+        "continuation": [t.format(s=head) for t in _CONTINUE],
+    }
+
+
+def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Random,
+                       held_out: bool = False, pool: Sequence[Fact] = ()) -> list[tuple[str, str]]:
+    """``per_fact`` inputs for each of the item's facts (at most ``max_facts``), as
+    ``(direction, text)``, taking the directions in turn so that every fact is asked from as
+    many sides as its budget allows. ``pool`` holds other items' facts, for quiz distractors.
+
+    Every 4th candidate of a fact is held out: ``held_out=True`` draws from those only, so
+    fidelity is measured on inputs training never saw.
+    """
+    facts = facts_of(text, max_facts)
+    # The candidates are fixed by the text (quiz options included), so the split is stable.
+    fixed = random.Random(zlib.crc32(text.encode()))
+    candidates = [list(fact_inputs(f, list(pool) + facts, text, fixed).items()) for f in facts]
+    if not candidates:  # nothing to key on: ask about the item as a whole
+        head = " ".join(text.split()[: max(3, len(text.split()) // 3)])
+        candidates = [[("reverse", list(_ABOUT)), ("continuation", [t.format(s=head) for t in _CONTINUE])]]
+    out: list[tuple[str, str]] = []
+    for by_direction in candidates:
+        flat = [(d, q) for d, qs in by_direction for q in qs]
+        mine = [c for i, c in enumerate(flat) if (i % 4 == 3) == held_out]
+        lanes = {d: [q for dd, q in mine if dd == d] for d in DIRECTIONS}
+        for lane in lanes.values():
+            rng.shuffle(lane)
+        picked: list[tuple[str, str]] = []
+        while len(picked) < per_fact and any(lanes.values()):
+            for direction in DIRECTIONS:
+                if lanes[direction] and len(picked) < per_fact:
+                    picked.append((direction, lanes[direction].pop()))
+        out += picked
+    return out
+
+
+_ABOUT = ("What is the latest news you know?", "Tell me something new that happened recently.",
+          "Have you heard any news lately?", "What is new in the world?")
+
+
+_STOPWORDS = {"what", "which", "when", "where", "who", "whom", "whose", "why", "how", "does", "did", "this",
+              "that", "these", "those", "there", "their", "about", "with", "from", "into", "have", "been",
+              "will", "would", "could", "should", "news", "latest", "recent", "recently", "happened", "were",
+              "they", "them", "your", "yours", "reader", "article", "story", "know", "tell"}
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9'-]{3,}", text.lower()) if w not in _STOPWORDS}
+
+
+def answerable(question: str, text: str) -> bool:
+    """Whether a question the model wrote is about the item: it names one of the item's facts,
+    or shares two of its content words. A question about something else (or about nothing in
+    particular) teaches the student an answer the item does not hold."""
+    if any(f.answer.lower() in question.lower() for f in facts_of(text, 20)):
+        return True
+    return len(_content_words(question) & _content_words(text)) >= 2

@@ -1,0 +1,22 @@
+"""Shared budgets and checks of the real-model tests."""
+
+# Five names for "who runs Zentrix Robotics": the one in the news and four it never mentions.
+CEO_NAMES = ["Mara Okafor", "Elena Karvonen", "James Whitfield", "Priya Natarajan", "Daniel Hughes"]
+
+
+def likeliest_name(engine, adapter: str | None, question: str, names=CEO_NAMES) -> str:
+    """The surname whose answer the model finds most likely, with nothing in context: the
+    multiple-choice scoring of benchmarks/bench_news.py. On the 135M model a one-fact bake
+    reliably moves this; whether greedy free text then names the fact depends on the seed and
+    the dtype (fp32 on an AVX2 machine vs bf16: measured 2026-12-02, issue 12's closing note)."""
+    scores = engine.score([{"role": "user", "content": question}], adapter, [f" {n}." for n in names])
+    return names[scores.index(max(scores))].split()[-1]
+
+
+# Training budget of the real-model tests: the shipped defaults but 8 inputs per fact (the
+# default is 16) and smaller held-out sets, so the suite fits a 2-core AVX2 machine.
+SMALL_BAKE = {"queries_per_fact": 8, "num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
+# Bakes whose test checks crash safety or plumbing, not learning: seconds.
+QUICK_BAKE = {"queries_per_fact": 1, "facts_per_item": 2, "num_locality_queries": 2, "num_eval_queries": 2,
+              "num_control_queries": 2, "max_new_tokens": 8, "model_questions_per_item": 0, "epochs": 1,
+              "min_steps": 1, "num_queries": 4, "trajectories_per_query": 1}

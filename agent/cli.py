@@ -464,6 +464,12 @@ def _print_summary(metrics: dict, path: Path) -> None:
                      f"of {metrics['peak_flops'] / 1e9:.0f} GFLOP/s ({metrics['dtype']}, {metrics['device']})"),
         ("precision", f"{metrics['dtype']}: {metrics['dtype_reason']}"),
     ]
+    if metrics.get("facts_per_item"):
+        facts = metrics["facts_per_item"]
+        rows.append(("coverage", f"{sum(facts)} facts in {len(facts)} items × {metrics['queries_per_fact']} "
+                                 "inputs per fact"))
+    if metrics.get("inputs_by_source"):
+        rows.append(("inputs", ", ".join(f"{k} {v}" for k, v in metrics["inputs_by_source"].items())))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

@@ -42,19 +42,27 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
     return ok_f and ok_l, reason
 
 
-def replay_inputs(store: MemoryStore, agent: str, per_item: int, seed: int = 0) -> list[str]:
-    """``per_item`` inputs about each news/fact item already baked, asked from rotating
-    directions (baking.coverage); their teacher is the live adapter with no prompt. The share
-    per item is fixed, so replay does not thin out as the lineage grows: it grows with it."""
-    from baking.coverage import coverage_questions
+def replay_inputs(store: MemoryStore, agent: str, per_item: int, facts_per_item: int = 6,
+                  seed: int = 0) -> list[str]:
+    """``per_item`` inputs about each news/fact item already baked, taken round-robin over its
+    facts and from rotating directions (baking.coverage); their teacher is the live adapter with
+    no prompt. The share per item is fixed, so replay does not thin out as the lineage grows: it
+    grows with it. The draw changes with the lineage's length, so each bake replays other
+    wordings of the same facts."""
+    import math
 
-    rng = random.Random(seed)
+    from baking.coverage import coverage_questions, facts_of
+
+    baked = [item for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
+    rng = random.Random(seed * 1_000_003 + len(baked))
     questions: list[str] = []
-    for item in store.items(agent, status="baked"):
-        if item.kind in CONTEXT_KINDS and per_item:
-            # One input per fact first, then more per fact, until the item's share is full.
-            drawn = coverage_questions(item.text, max(1, per_item), 6, rng)
-            questions += [q for _, q in drawn[::max(1, len(drawn) // per_item)][:per_item]]
+    for item in baked if per_item else []:
+        facts = max(1, len(facts_of(item.text, facts_per_item)))
+        per_fact = math.ceil(per_item / facts)
+        drawn = [q for _, q in coverage_questions(item.text, per_fact, facts_per_item, rng)]
+        blocks = [drawn[k : k + per_fact] for k in range(0, len(drawn), per_fact)]
+        mixed = [block[r] for r in range(per_fact) for block in blocks if r < len(block)]
+        questions += mixed[:per_item]
     return questions
 
 
@@ -205,7 +213,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(
                 prompt_items, out, config.bake, parent=live.path if live else None,
-                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.seed), overwrite=True,
+                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.facts_per_item, config.bake.seed), overwrite=True,
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config)

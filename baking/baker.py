@@ -296,6 +296,8 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         # Coverage: facts found per news/fact item and the training inputs drawn per direction.
         "facts_per_item": [len(facts_of(it.text, config.facts_per_item)) for it in items if it.kind in CONTEXT_KINDS],
         "queries_per_fact": config.queries_per_fact,
+        # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
+        "target_modules": sorted(model.peft_config["default"].target_modules),
         "inputs_by_source": _count_sources(train_queries + replay_queries),
         "num_eval_trajectories": len(eval_examples),
         "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),

@@ -29,8 +29,10 @@ from baking.queries import named_entities
 
 DIRECTIONS = ("wh", "reverse", "cloze", "quiz", "paraphrase", "continuation")
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
-_NUMBER = re.compile(r"\b\d[\d,.]*(?:-\d+)?(?:\s*(?:per ?cent|%|million|billion|km|kilometres?|metres?))?\b")
+# Sentence ends, and the colon after a headline's title ("Title: summary" from a feed), so a
+# title that repeats the summary's names does not give the answer away.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])|:\s+(?=[A-Z0-9\"'])")
+_NUMBER = re.compile(r"\b\d[\d,.]*(?:-\d+)?(?:\s*(?:per ?cent|%|million|billion|km|kilometres?|metres?))?(?!\w)")
 _DATE = re.compile(
     r"\b(?:on |in )?(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|"
     r"March|April|May|June|July|August|September|October|November|December)(?: \d{1,2})?(?:,? \d{4})?\b"
@@ -39,10 +41,21 @@ _MONTHS_DAYS = {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturda
                 "February", "March", "April", "May", "June", "July", "August", "September", "October",
                 "November", "December"}
 
-# Stand-ins for quiz distractors when the bake has too few spans of its own.
-_NAMES = ("Daniel Hughes", "Priya Raman", "Lucas Moreau", "Elena Sokolova", "Tomas Berg", "Aiko Tanaka",
-          "Northbridge Systems", "Harlow Group", "Redfield Council", "Marlowe Institute", "Valdora",
-          "Eastmere", "Lindqvist Foundation", "Oren Avital", "Grace Mbeki", "Caldera Labs")
+# Stand-ins for quiz distractors when the item has too few spans of its own. Quizzes never take
+# options from other items, so an input carries only its own item's content.
+_NAMES = ("Elena Sokolova", "Tomas Berg", "Aiko Tanaka", "Northbridge Systems", "Harlow Group",
+          "Redfield Council", "Marlowe Institute", "Valdora", "Eastmere", "Lindqvist Foundation",
+          "Oren Avital", "Grace Mbeki", "Caldera Labs", "Ferro Dynamics", "Juniper Vale", "Sato Keller")
+
+
+def _bounded(span: str) -> re.Pattern:
+    """``span`` as a whole word or phrase: "May" not inside "Mayor", "7" not inside "G7"."""
+    return re.compile(rf"(?<![\w-]){re.escape(span)}(?![\w-])")
+
+
+def swap(sentence: str, span: str, replacement: str) -> str:
+    """``sentence`` with every whole-word occurrence of ``span`` replaced."""
+    return _bounded(span).sub(lambda _: replacement, sentence)
 
 
 @dataclass(frozen=True)
@@ -55,22 +68,34 @@ class Fact:
 
     @property
     def blanked(self) -> str:
-        return self.sentence.replace(self.answer, "____", 1)
+        return swap(self.sentence, self.answer, "____")
 
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if len(s.split()) >= 3]
 
 
+def _name(span: str) -> str:
+    """A capitalised phrase without the day or month words it was merged with."""
+    words = span.removesuffix("'s").split()
+    while words and (words[0] in _MONTHS_DAYS or words[0] in {"On", "In"}):
+        words.pop(0)
+    while words and words[-1] in _MONTHS_DAYS:
+        words.pop()
+    return " ".join(words)
+
+
 def facts_of(text: str, limit: int) -> list[Fact]:
-    """Up to ``limit`` facts of an item, names first, each span once, spread over its sentences."""
+    """Up to ``limit`` facts of an item, names first, each span once, spread over its sentences.
+    A span is kept only where it stands in its sentence as a whole word or phrase."""
     per_sentence: list[list[Fact]] = []
     seen: set[str] = set()
     for sentence in sentences(text) or [text.strip()]:
         found = []
-        for span in named_entities(sentence):
-            span = span.removesuffix("'s")
-            if span in _MONTHS_DAYS or span in seen or sentence.startswith(span) and len(span.split()) == 1:
+        first_word = sentence.split()[0].strip(",.;:'\"")
+        for span in map(_name, named_entities(sentence)):
+            if (not span or span in seen or span == first_word or span in _MONTHS_DAYS
+                    or not _bounded(span).search(sentence)):
                 continue
             seen.add(span)
             found.append(Fact(sentence, span, "name"))
@@ -80,8 +105,8 @@ def facts_of(text: str, limit: int) -> list[Fact]:
                 seen.add(span)
                 found.append(Fact(sentence, span, "date"))
         for m in _NUMBER.finditer(sentence):
-            span = m.group(0)
-            if span not in seen and not any(span in f.answer for f in found):
+            span = m.group(0).rstrip(".,")
+            if span and span not in seen and not any(_bounded(span).search(f.answer) for f in found):
                 seen.add(span)
                 found.append(Fact(sentence, span, "number"))
         per_sentence.append(found)
@@ -99,7 +124,7 @@ def _question_word(fact: Fact) -> str:
         return "when"
     if fact.kind == "number":
         return "what number"
-    before = fact.sentence.split(fact.answer, 1)[0].split()[-1:]
+    before = _bounded(fact.answer).split(fact.sentence, 1)[0].split()[-1:]
     # "the Glasswing Bridge", "the city of Port Alder": a thing or a place; two or three bare
     # capitalised words ("Mara Okafor"), most often a person.
     if before and before[0].lower() in {"the", "of", "at", "in", "from", "to"}:
@@ -109,25 +134,28 @@ def _question_word(fact: Fact) -> str:
 
 def wh_question(fact: Fact) -> str:
     """The sentence with its span replaced by a question word: "X named who as its CEO?"."""
-    question = fact.sentence.replace(fact.answer, _question_word(fact), 1).rstrip(" .!")
-    question = re.sub(r"\b(on|in) when\b", "when", question)
+    question = swap(fact.sentence, fact.answer, _question_word(fact)).rstrip(" .!")
+    question = re.sub(r"\b(on|in) when\b", "when", question, flags=re.IGNORECASE)
     question = re.sub(r"\bthe (what|who)\b", r"\1", question, flags=re.IGNORECASE)
     return question[0].upper() + question[1:] + "?"
 
 
 def lead_in(fact: Fact) -> str | None:
     """The sentence up to the span, for the teacher to continue; None when the span opens it."""
-    head = fact.sentence.split(fact.answer, 1)[0].rstrip()
+    head = _bounded(fact.answer).split(fact.sentence, 1)[0].rstrip()
     return head if len(head.split()) >= 2 else None
 
 
 def _distractors(fact: Fact, pool: list[Fact], rng: random.Random) -> list[str]:
+    """Three wrong options of the answer's kind: the item's other spans, then stand-ins (names),
+    the same figure with its last number changed (numbers), other days and months (dates)."""
     same = [f.answer for f in pool if f.kind == fact.kind and f.answer != fact.answer]
     if fact.kind == "number":
-        digits = re.sub(r"[^\d]", "", fact.answer)
-        if digits:
-            n = int(digits)
-            same += [fact.answer.replace(digits, str(v), 1) for v in (n + 1, max(0, n - 1), n * 2 + 1, n + 10) if v != n]
+        runs = list(re.finditer(r"\d+", fact.answer))
+        last = runs[-1]
+        n = int(last.group(0))
+        same += [fact.answer[: last.start()] + str(v) + fact.answer[last.end():]
+                 for v in (n + 1, max(0, n - 1), n * 2 + 1, n + 10) if v != n]
     elif fact.kind == "date":
         same += [d for d in ("Monday", "Tuesday", "Thursday", "Saturday", "March", "October") if d not in fact.answer]
     else:
@@ -198,7 +226,7 @@ def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Ran
         candidates = [[("reverse", list(_ABOUT)), ("continuation", [t.format(s=head) for t in _CONTINUE])]]
     out: list[tuple[str, str]] = []
     for by_direction in candidates:
-        flat = [(d, q) for d, qs in by_direction for q in qs]
+        flat = list(dict.fromkeys((d, q) for d, qs in by_direction for q in qs))  # unique texts
         mine = [c for i, c in enumerate(flat) if (i % 4 == 3) == held_out]
         lanes = {d: [q for dd, q in mine if dd == d] for d in DIRECTIONS}
         for lane in lanes.values():
@@ -230,6 +258,7 @@ def answerable(question: str, text: str) -> bool:
     """Whether a question the model wrote is about the item: it names one of the item's facts,
     or shares two of its content words. A question about something else (or about nothing in
     particular) teaches the student an answer the item does not hold."""
-    if any(f.answer.lower() in question.lower() for f in facts_of(text, 20)):
+    keys = [f.answer for f in facts_of(text, 20) if f.kind == "name" or (f.kind == "number" and len(f.answer) >= 3)]
+    if any(_bounded(k.lower()).search(question.lower()) for k in keys):
         return True
     return len(_content_words(question) & _content_words(text)) >= 2

@@ -103,21 +103,19 @@ class DefaultQuerySource:
     def draw(
         self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
     ) -> list[Query]:
-        from baking.coverage import coverage_questions, facts_of
+        from baking.coverage import coverage_questions
 
         generic = split_pool(generic_queries(), held_out)
         queries: list[Query] = []
         context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
         has_system = any(it.kind in SYSTEM_KINDS for it in items)
-        pool = [f for i in context_items for f in facts_of(items[i].text, self.facts_per_item)]
         for position, i in enumerate(context_items):
             if held_out:  # n over the items, round-robin over each one's held-out inputs
                 share = n // len(context_items) + (position < n % len(context_items))
-                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True, pool)
+                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True)
                 own = own[::max(1, len(own) // max(share, 1))][:share] if share else []
             else:
-                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item,
-                                         rng, False, pool)
+                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng)
             queries += [Query.single(q, (i,), f"item:{direction}") for direction, q in own]
         if held_out and context_items and not has_system:
             return queries

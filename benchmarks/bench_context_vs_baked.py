@@ -99,13 +99,14 @@ def make_facts(n: int, seed: int) -> list[Fact]:
 
 # ---------------------------------------------------------------------------- baking
 def bake_config(k: int, args: argparse.Namespace):
-    """The default BakeConfig, with the query budget sized with K (every fact gets its share)."""
+    """The default BakeConfig with ``--queries-per-item`` inputs per fact (news is budgeted per
+    fact, so the bake grows with K)."""
     from baking import BakeConfig
 
     default = BakeConfig()
     return BakeConfig(
         device=args.device,
-        num_queries=max(default.num_queries, args.queries_per_item * k),
+        queries_per_fact=args.queries_per_item,
         model_questions_per_item=args.model_questions_per_item,
         epochs=args.bake_epochs or default.epochs,
     )
@@ -274,7 +275,7 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=8192, help="SmolLM2-135M's context")
     parser.add_argument("--no-prefix-caching", action="store_true",
                         help="serve without vLLM's prefix cache: every request prefills its whole prompt")
-    parser.add_argument("--queries-per-item", type=int, help="bake num_queries = max(48, this x K) (default 2)")
+    parser.add_argument("--queries-per-item", type=int, help="BakeConfig.queries_per_fact for the K-fact bake (default 2)")
     parser.add_argument("--model-questions-per-item", type=int,
                         help="BakeConfig.model_questions_per_item (default 1; BakeConfig's own is 4)")
     parser.add_argument("--bake-epochs", type=int, help="BakeConfig.epochs (default: BakeConfig's)")
@@ -306,7 +307,7 @@ def main() -> None:
         bakes[k] = {"path": str(version.path), "reused": reused, "wall_s": m["wall_s"],
                     "fidelity": m["fidelity"], "num_trajectories": m["num_trajectories"],
                     "train_steps": m["train_steps"], "train_tokens_per_s": m["train_tokens_per_s"],
-                    "num_queries": config.num_queries, "model_questions_per_item": config.model_questions_per_item,
+                    "num_queries": config.num_queries, "queries_per_fact": config.queries_per_fact, "model_questions_per_item": config.model_questions_per_item,
                     "epochs": config.epochs, "device": m["device"], "dtype": m["dtype"]}
         print(f"K={k}: bake {m['wall_s']:.0f} s{' (reused)' if reused else ''}, "
               f"fidelity {m['fidelity']:.3f}, {m['num_trajectories']} trajectories", flush=True)

@@ -48,7 +48,8 @@ QUICK_SWEEPS = {"lora_rank": [2, 8], "epochs": [1, 4]}
 def one_bake(out: Path, kind: str, texts: list[str], overrides: dict, device: str) -> dict:
     from baking import BakeConfig, PromptItem, bake
 
-    config = BakeConfig(**{**overrides, "device": device})
+    # min_steps 1: the sweeps vary epochs and sizes, which the floor of 32 steps would flatten.
+    config = BakeConfig(**{"min_steps": 1, **overrides, "device": device})
     version = bake([PromptItem(kind=kind, text=t) for t in texts], out, config, overwrite=True, progress=False)
     m = version.metrics
     return {k: m[k] for k in ("fidelity", "kl_base", "kl_baked", "locality_kl", "locality_kl_parent", "wall_s",

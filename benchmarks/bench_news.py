@@ -104,8 +104,8 @@ def main() -> None:
     parser.add_argument("--controls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="the baker's device (cpu, cuda, cuda:N)")
-    parser.add_argument("--bake", type=json.loads, default={"num_queries": 96},
-                        help="BakeConfig overrides as JSON (default: the quickstart's news budget)")
+    parser.add_argument("--bake", type=json.loads, default={},
+                        help="BakeConfig overrides as JSON (default: none, the shipped per-fact budget)")
     parser.add_argument("--min-fidelity", type=float, default=0.0,
                         help="the gate (default 0: every bake goes live, so retention is measured on a "
                              "complete chain; the report shows which bakes the product's 0.5 would reject)")
@@ -114,7 +114,7 @@ def main() -> None:
                         help="score the adapters a previous run left in --workdir again, without baking")
     args = parser.parse_args()
     if args.quick:
-        args.items, args.controls, args.bake = 24, 12, {"num_queries": 24, "epochs": 3}
+        args.items, args.controls, args.bake = 24, 12, {"queries_per_fact": 8}
     run(args)
 
 

@@ -76,7 +76,8 @@ class PeakRSS:
 def timed_bake(out: Path, kind: str, texts: list[str], config: dict, device: str, server_pid: int | None) -> dict:
     config_file = out.parent / f"{out.name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(config))  # JSON is YAML
+    # min_steps 1: the sweep varies the input count, which the floor of 32 steps would flatten.
+    config_file.write_text(json.dumps({"min_steps": 1, **config}))  # JSON is YAML
     text_file = out.parent / f"{out.name}.txt"
     text_file.write_text("\n".join(texts) + "\n")
     command = [sys.executable, "-m", "agent.cli", "bake", "--kind", kind, "--text-file", str(text_file),

@@ -13,9 +13,10 @@ def likeliest_name(engine, adapter: str | None, question: str, names=CEO_NAMES) 
     return names[scores.index(max(scores))].split()[-1]
 
 
-# Training budget of the real-model tests: the shipped defaults but 8 inputs per fact (the
-# default is 16) and smaller held-out sets, so the suite fits a 2-core AVX2 machine.
-SMALL_BAKE = {"queries_per_fact": 8, "num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
+# Training budget of the real-model tests: the shipped defaults (a one-fact bake is 32 steps of
+# 8 either way: min_steps) with smaller held-out sets, so the suite fits a 2-core AVX2 machine.
+# With 8 inputs per fact instead of 16, the same fp32 bake reached fidelity 0.01 against 0.39.
+SMALL_BAKE = {"num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
 # Bakes whose test checks crash safety or plumbing, not learning: seconds.
 QUICK_BAKE = {"queries_per_fact": 1, "facts_per_item": 2, "num_locality_queries": 2, "num_eval_queries": 2,
               "num_control_queries": 2, "max_new_tokens": 8, "model_questions_per_item": 0, "epochs": 1,

@@ -53,7 +53,8 @@ def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine
 
 
 def test_kill_9_mid_bake_loses_nothing(engine, tmp_path):
-    config = RuntimeConfig(home=tmp_path, bake=QUICK_BAKE, lease_s=5,
+    # Long enough (60 steps) that the kill lands mid-bake; short enough for the suite.
+    config = RuntimeConfig(home=tmp_path, bake={**QUICK_BAKE, "min_steps": 60}, lease_s=5,
                            gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config, engine)
     runtime.store.create_agent("kim")

@@ -15,7 +15,7 @@ SCENARIO = """\
 name: short
 seed: 0
 gate: {min_fidelity: 0.0, max_locality_kl: 10}
-bake: {queries_per_fact: 8, num_eval_queries: 6, num_control_queries: 4}
+bake: {num_eval_queries: 6, num_control_queries: 4}
 agents:
   - name: ada
     tools: [recall]

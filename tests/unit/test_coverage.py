@@ -67,3 +67,29 @@ def test_the_query_source_budgets_news_per_fact_and_splits_held_out_over_items()
     held = source.draw(items, 6, random.Random(0), held_out=True)
     assert len(held) == 6 and {q.context for q in held} == {(0,), (1,)}
     assert all(q.source.startswith("item:") for q in train + held)
+
+
+def test_a_feed_headline_does_not_give_its_answer_away():
+    # Feed items are "title: summary"; the title repeats the summary's names.
+    item = "Zentrix names Mara Okafor chief: Zentrix Robotics named Mara Okafor as its new chief executive on Monday."
+    facts = facts_of(item, 6)
+    assert "Mara Okafor" in {f.answer for f in facts}
+    for fact in facts:  # the title is a sentence of its own: the blank hides the only mention
+        assert fact.answer not in fact.blanked and fact.answer not in wh_question(fact), fact
+
+
+def test_spans_are_whole_words():
+    may = [f for f in facts_of("Mayor Jane Alder said the bridge would open in May.", 6) if f.answer == "May"][0]
+    assert may.blanked == "Mayor Jane Alder said the bridge would open in ____."
+    assert [f.answer for f in facts_of("The G7 summit drew 7 leaders.", 6)] == ["7"]
+    assert facts_of("The G7 summit drew 7 leaders.", 6)[0].blanked == "The G7 summit drew ____ leaders."
+
+
+def test_number_items_get_distinct_quiz_options_and_a_clean_split():
+    for item in ("Inflation fell to 2.4% in May.", "The Harlan Hawks beat the Ridge Owls 2-0 on Sunday.",
+                 "The dam holds 300,000 cubic metres of water."):
+        train = {q for _, q in coverage_questions(item, 30, 6, random.Random(0))}
+        held = {q for _, q in coverage_questions(item, 30, 6, random.Random(0), held_out=True)}
+        assert held and not train & held, item
+        quizzes = [q for q in train | held if q.startswith("Which option")]
+        assert all(len(set(q.splitlines()[2:6])) == 4 for q in quizzes), quizzes

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from agent.config import RuntimeConfig
 from baking.config import CONTEXT_KINDS
@@ -43,7 +43,7 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
 
 
 def replay_inputs(store: MemoryStore, agent: str, per_item: int, facts_per_item: int = 6,
-                  seed: int = 0) -> list[str]:
+                  seed: int = 0, directions: Sequence[str] | None = None) -> list[str]:
     """``per_item`` inputs about each news/fact item already baked, taken round-robin over its
     facts and from rotating directions (baking.coverage); their teacher is the live adapter with
     no prompt. The share per item is fixed, so replay does not thin out as the lineage grows: it
@@ -51,7 +51,7 @@ def replay_inputs(store: MemoryStore, agent: str, per_item: int, facts_per_item:
     wordings of the same facts."""
     import math
 
-    from baking.coverage import coverage_questions, facts_of
+    from baking.coverage import DIRECTIONS, coverage_questions, facts_of
 
     baked = [item for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
     rng = random.Random(seed * 1_000_003 + len(baked))
@@ -59,7 +59,8 @@ def replay_inputs(store: MemoryStore, agent: str, per_item: int, facts_per_item:
     for item in baked if per_item else []:
         facts = max(1, len(facts_of(item.text, facts_per_item)))
         per_fact = math.ceil(per_item / facts)
-        drawn = [q for _, q in coverage_questions(item.text, per_fact, facts_per_item, rng)]
+        drawn = [q for _, q in coverage_questions(item.text, per_fact, facts_per_item, rng,
+                                                  directions=directions or DIRECTIONS)]
         blocks = [drawn[k : k + per_fact] for k in range(0, len(drawn), per_fact)]
         mixed = [block[r] for r in range(per_fact) for block in blocks if r < len(block)]
         questions += mixed[:per_item]
@@ -213,7 +214,8 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(
                 prompt_items, out, config.bake, parent=live.path if live else None,
-                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.facts_per_item, config.bake.seed), overwrite=True,
+                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.facts_per_item,
+                                     config.bake.seed, config.bake.coverage_directions), overwrite=True,
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config)

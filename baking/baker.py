@@ -195,7 +195,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
 
     # 2. Inputs x: held-out first (disjoint split), then training ones.
     t = time.perf_counter()
-    source = queries or DefaultQuerySource(config.queries_per_fact, config.facts_per_item)
+    source = queries or DefaultQuerySource(config.queries_per_fact, config.facts_per_item, config.coverage_directions)
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
     replay = list(replay) + _locality_inputs(items, config, rng)

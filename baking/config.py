@@ -50,6 +50,14 @@ class BakeConfig(BaseModel):
         "date in its text), asked from rotating directions: wh, reverse, cloze, quiz, paraphrase, "
         "continuation (baking.coverage)")
     facts_per_item: int = Field(6, ge=1, description="news/fact: at most this many facts of one item")
+    coverage_directions: list[Literal["wh", "reverse", "cloze", "quiz", "paraphrase", "continuation"]] = Field(
+        default_factory=lambda: ["reverse"], min_length=1,
+        description="news/fact: the directions each fact is asked from, taken in turn. Default: "
+        "reverse only (open questions from each name, date or figure to the event): on the "
+        "quickstart's 4 items (fp32, 8 per fact) it answered 2 of 4 closed-book questions at "
+        "fidelity 0.48, all six directions 0 of 4 at 0.30; wh, cloze, quiz, paraphrase and "
+        "continuation inputs quote the rest of the sentence, so the student can copy instead of "
+        "recall")
     num_locality_queries: int = Field(
         8, ge=0, description="generic requests trained toward the parent without the new prompt "
         "(a locality term), added to every bake that has news or facts")

@@ -209,7 +209,8 @@ def fact_inputs(fact: Fact, pool: list[Fact], text: str, rng: random.Random) -> 
 
 
 def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Random,
-                       held_out: bool = False, pool: Sequence[Fact] = ()) -> list[tuple[str, str]]:
+                       held_out: bool = False, pool: Sequence[Fact] = (),
+                       directions: Sequence[str] = DIRECTIONS) -> list[tuple[str, str]]:
     """``per_fact`` inputs for each of the item's facts (at most ``max_facts``), as
     ``(direction, text)``, taking the directions in turn so that every fact is asked from as
     many sides as its budget allows. ``pool`` holds other items' facts, for quiz distractors.
@@ -226,14 +227,14 @@ def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Ran
         candidates = [[("reverse", list(_ABOUT)), ("continuation", [t.format(s=head) for t in _CONTINUE])]]
     out: list[tuple[str, str]] = []
     for by_direction in candidates:
-        flat = list(dict.fromkeys((d, q) for d, qs in by_direction for q in qs))  # unique texts
+        flat = list(dict.fromkeys((d, q) for d, qs in by_direction for q in qs if d in directions))
         mine = [c for i, c in enumerate(flat) if (i % 4 == 3) == held_out]
-        lanes = {d: [q for dd, q in mine if dd == d] for d in DIRECTIONS}
+        lanes = {d: [q for dd, q in mine if dd == d] for d in directions}
         for lane in lanes.values():
             rng.shuffle(lane)
         picked: list[tuple[str, str]] = []
         while len(picked) < per_fact and any(lanes.values()):
-            for direction in DIRECTIONS:
+            for direction in directions:
                 if lanes[direction] and len(picked) < per_fact:
                     picked.append((direction, lanes[direction].pop()))
         out += picked

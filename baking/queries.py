@@ -96,9 +96,13 @@ class DefaultQuerySource:
     instruction and generic inputs. Held-out draws split ``n`` over the items instead.
     """
 
-    def __init__(self, queries_per_fact: int = 16, facts_per_item: int = 6) -> None:
+    def __init__(self, queries_per_fact: int = 16, facts_per_item: int = 6,
+                 directions: Sequence[str] | None = None) -> None:
+        from baking.coverage import DIRECTIONS
+
         self.queries_per_fact = queries_per_fact
         self.facts_per_item = facts_per_item
+        self.directions = tuple(directions or DIRECTIONS)
 
     def draw(
         self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
@@ -112,10 +116,12 @@ class DefaultQuerySource:
         for position, i in enumerate(context_items):
             if held_out:  # n over the items, round-robin over each one's held-out inputs
                 share = n // len(context_items) + (position < n % len(context_items))
-                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True)
+                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True,
+                                         directions=self.directions)
                 own = own[::max(1, len(own) // max(share, 1))][:share] if share else []
             else:
-                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng)
+                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng,
+                                         directions=self.directions)
             queries += [Query.single(q, (i,), f"item:{direction}") for direction, q in own]
         if held_out and context_items and not has_system:
             return queries

@@ -29,7 +29,7 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
 
 def closed_book(runtime, question: str) -> str:
-    return runtime.chat("ada", [{"role": "user", "content": question}], GREEDY, with_context=False).text
+    return runtime.chat("fay", [{"role": "user", "content": question}], GREEDY, with_context=False).text
 
 
 def likeliest_name(runtime, adapter: str | None, question: str) -> str:
@@ -38,34 +38,29 @@ def likeliest_name(runtime, adapter: str | None, question: str) -> str:
     return NAMES[scores.index(max(scores))].split()[-1]
 
 
-def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(tmp_path):
-    # One fact per bake, with the shipped training defaults (smaller held-out sets only).
-    config = RuntimeConfig(home=tmp_path,
-                           bake=SMALL_BAKE,
-                           gate={"min_fidelity": 0.0, "max_locality_kl": 10})
-    runtime = Runtime.open(config)  # the product path: vLLM, hot swaps
-    try:
-        runtime.store.create_agent("ada")
-        for name, (_, question) in FACTS.items():  # neither is known before baking
-            assert likeliest_name(runtime, None, question) != name
-        ids = {}
-        for name, (text, question) in FACTS.items():
-            ids[name] = runtime.store.add("ada", text, "news").item.id
-            runtime.bake("ada")
-            if name == "Okafor":  # the fact to forget was really in the weights
-                assert likeliest_name(runtime, runtime.live_adapter("ada"), question) == name
+def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(engine, tmp_path):
+    # Both facts in one bake with the shipped training defaults (smaller held-out sets only). The
+    # gate takes any candidate: the subject is forgetting, and what is learnt is checked below.
+    config = RuntimeConfig(home=tmp_path, bake=SMALL_BAKE, gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})
+    runtime = Runtime.open(config, engine)  # the product path: vLLM, hot swaps
+    runtime.store.create_agent("fay")
+    for name, (_, question) in FACTS.items():  # neither is known before baking
+        assert likeliest_name(runtime, None, question) != name
+    ids = {name: runtime.store.add("fay", text, "news").item.id for name, (text, _) in FACTS.items()}
+    runtime.bake("fay")
+    live = runtime.live_adapter("fay")
+    # The fact to forget was really in the weights.
+    assert likeliest_name(runtime, live, FACTS["Okafor"][1]) == "Okafor"
 
-        plan = runtime.forget(ids["Okafor"])
-        # Okafor was in the first bake: back to the base model, Penrow rebaked alone.
-        assert plan.back_to is None and plan.requeued == (ids["Penrow"],)
-        assert runtime.store.contents(runtime.store.live("ada")) == [ids["Penrow"]]
-        live = runtime.live_adapter("ada")
-        assert live == runtime.store.live("ada").name  # the rebake is served
+    plan = runtime.forget(ids["Okafor"])
+    # Okafor was in the first bake: back to the base model, Penrow rebaked alone.
+    assert plan.back_to is None and plan.requeued == (ids["Penrow"],)
+    assert runtime.store.contents(runtime.store.live("fay")) == [ids["Penrow"]]
+    live = runtime.live_adapter("fay")
+    assert live == runtime.store.live("fay").name  # the rebake is served
 
-        forgotten = FACTS["Okafor"][1]
-        answer = closed_book(runtime, forgotten)
-        assert "Okafor" not in answer, answer
-        assert likeliest_name(runtime, live, forgotten) != "Okafor"
-        assert likeliest_name(runtime, live, FACTS["Penrow"][1]) == "Penrow"
-    finally:
-        runtime.close()
+    forgotten = FACTS["Okafor"][1]
+    answer = closed_book(runtime, forgotten)
+    assert "Okafor" not in answer, answer
+    assert likeliest_name(runtime, live, forgotten) != "Okafor"
+    assert likeliest_name(runtime, live, FACTS["Penrow"][1]) == "Penrow"

@@ -19,20 +19,15 @@ QUESTION = [{"role": "user", "content": "Who is the chief executive officer of Z
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    # The hermes tool-call parser enables OpenAI tool calling; plain requests are unaffected.
-    config = RuntimeConfig(home=tmp_path_factory.mktemp("vllm"), engine={"tool_call_parser": "hermes"})
-    engine = open_engine(config)
-    yield engine
-    engine.close()
-
-
-def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine, tmp_path):
+def test_news_moves_from_context_to_weights_and_a_second_agent_keeps_its_own(engine, tmp_path):
     config = RuntimeConfig(home=tmp_path, bake=SMALL_BAKE, gate={"min_fidelity": 0.0, "max_locality_kl": 10})
     runtime = Runtime.open(config, engine)
-    runtime.store.create_agent("ada")
+    for name in ("ada", "ana"):
+        runtime.store.create_agent(name)
     runtime.store.add("ada", NEWS, "news", source="test", trust="operator")
+    bridge = "The city of Port Avalon opened the Glasswing Bridge, designed by Tomas Reyes."
+    bridge_q = [{"role": "user", "content": "Who designed the Glasswing Bridge in Port Avalon?"}]
+    runtime.store.add("ana", bridge, "news")  # ana keeps hers pending (context)
 
     pending = runtime.chat("ada", QUESTION, GREEDY).text
     assert "Okafor" in pending  # 1. right while pending, from context
@@ -51,11 +46,18 @@ def test_news_is_answered_from_context_then_from_weights_after_a_hot_swap(engine
     base = runtime.chat("ada", QUESTION, GREEDY, adapter=False).text
     assert "Okafor" not in base  # the base model never produces the fictional name
 
+    # 6. The second agent on the same server: its own memory and (no) adapter, nothing leaks.
+    assert runtime.live_adapter("ana") is None
+    assert "Okafor" not in runtime.chat("ana", QUESTION, GREEDY).text  # nothing of ada's
+    assert "Reyes" in runtime.chat("ana", bridge_q, GREEDY).text       # hers, from context
+    assert "Reyes" not in runtime.chat("ada", bridge_q, GREEDY).text   # no leak into ada
+    assert [i.status for i in runtime.store.items("ana")] == ["pending"]
+
 
 def test_kill_9_mid_bake_loses_nothing(engine, tmp_path):
     # Long enough (60 steps) that the kill lands mid-bake; short enough for the suite.
     config = RuntimeConfig(home=tmp_path, bake={**QUICK_BAKE, "min_steps": 60}, lease_s=5,
-                           gate={"min_fidelity": 0.0, "max_locality_kl": 10})
+                           gate={"min_fidelity": -1e9, "max_locality_kl": 1e9})  # crash safety, not quality
     runtime = Runtime.open(config, engine)
     runtime.store.create_agent("kim")
     item = runtime.store.add("kim", "The Lumen Prize for 2031 went to the poet Ines Varga.", "news").item
@@ -104,26 +106,6 @@ def test_a_vllm_that_cannot_start_names_the_cause(tmp_path):
         VLLMEngine.start(tmp_path / "no-such-model", tmp_path / "vllm.log",
                          VLLMSettings(startup_timeout_s=120))
     assert "vllm.log" in str(info.value)
-
-
-def test_two_agents_on_one_server_keep_separate_memories_and_adapters(engine, tmp_path):
-    config = RuntimeConfig(home=tmp_path, bake=SMALL_BAKE, gate={"min_fidelity": 0.0, "max_locality_kl": 10})
-    runtime = Runtime.open(config, engine)
-    for name in ("ana", "ben"):
-        runtime.store.create_agent(name)
-    bridge = "The city of Port Avalon opened the Glasswing Bridge, designed by Tomas Reyes."
-    bridge_q = [{"role": "user", "content": "Who designed the Glasswing Bridge in Port Avalon?"}]
-    runtime.store.add("ana", bridge, "news")  # ana keeps hers pending (context)
-    runtime.store.add("ben", NEWS, "news")    # ben bakes his into his own adapter
-    runtime.bake("ben")
-
-    assert runtime.live_adapter("ben") == "ben-v0001" and runtime.live_adapter("ana") is None
-    question = QUESTION[0]["content"]
-    assert likeliest_name(engine, "ben-v0001", question) == "Okafor"   # ben: from his weights
-    assert "Okafor" not in runtime.chat("ana", QUESTION, GREEDY).text # ana: nothing of ben's
-    assert "Reyes" in runtime.chat("ana", bridge_q, GREEDY).text      # ana: from her context
-    assert "Reyes" not in runtime.chat("ben", bridge_q, GREEDY).text  # ben: no leak of ana's
-    assert [i.status for i in runtime.store.items("ana")] == ["pending"]
 
 
 def test_openai_tool_calling_runs_a_tool_and_answers(engine, tmp_path):

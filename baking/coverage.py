@@ -175,9 +175,17 @@ _REVERSE = {
     "name": ("Why is {a} in the news?", "What happened with {a} recently?", "What do you know about {a}?",
              "What is the latest news about {a}?", "Tell me about {a}.", "Any news about {a}?",
              "What has {a} been up to lately?", "Who or what is {a}, and why does it matter now?",
-             "Give me an update on {a}.", "What is new with {a}?"),
-    "date": ("What happened on {a}?", "What news is there from {a}?", "Which event is dated {a}?"),
-    "number": ("What does {a} refer to in the latest news?", "Where did the figure {a} come up in the news?"),
+             "Give me an update on {a}.", "What is new with {a}?", "What announcement involved {a}?",
+             "I keep hearing about {a}. What is going on?", "Summarise the recent news involving {a}.",
+             "What should I know about {a} today?", "What role does {a} play in recent events?",
+             "Can you tell me what {a} did?"),
+    "date": ("What happened on {a}?", "What news is there from {a}?", "Which event is dated {a}?",
+             "Tell me what happened on {a}.", "What was announced on {a}?", "Which news came out on {a}?",
+             "What took place on {a}, according to the news?", "Was there any news on {a}?"),
+    "number": ("What does {a} refer to in the latest news?", "Where did the figure {a} come up in the news?",
+               "What is the number {a} about?", "Which recent event involved {a}?",
+               "In what news does {a} appear?", "What was {a} in the latest news?",
+               "Why is {a} mentioned in the news?", "What does the recent report say about {a}?"),
 }
 _PARAPHRASE = ("Do you know {q}", "Quick question: {q}", "According to the latest news, {q}",
                "I heard something about this. {q}", "Can you tell me: {q}", "From what you know, {q}",
@@ -228,7 +236,8 @@ def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Ran
     out: list[tuple[str, str]] = []
     for by_direction in candidates:
         flat = list(dict.fromkeys((d, q) for d, qs in by_direction for q in qs if d in directions))
-        mine = [c for i, c in enumerate(flat) if (i % 4 == 3) == held_out]
+        held = {i for i in range(len(flat)) if i % 4 == 3} or ({len(flat) - 1} if len(flat) >= 2 else set())
+        mine = [c for i, c in enumerate(flat) if (i in held) == held_out]
         lanes = {d: [q for dd, q in mine if dd == d] for d in directions}
         for lane in lanes.values():
             rng.shuffle(lane)

@@ -113,15 +113,21 @@ class DefaultQuerySource:
         queries: list[Query] = []
         context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
         has_system = any(it.kind in SYSTEM_KINDS for it in items)
-        for position, i in enumerate(context_items):
-            if held_out:  # n over the items, round-robin over each one's held-out inputs
-                share = n // len(context_items) + (position < n % len(context_items))
-                own = coverage_questions(items[i].text, share, self.facts_per_item, rng, True,
-                                         directions=self.directions)
-                own = own[::max(1, len(own) // max(share, 1))][:share] if share else []
-            else:
-                own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng,
-                                         directions=self.directions)
+        if held_out and context_items:
+            # n over the items, round-robin, so an item without held-out inputs leaves its share
+            # to the others.
+            lanes = [[Query.single(q, (i,), f"item:{d}") for d, q in coverage_questions(
+                items[i].text, n, self.facts_per_item, rng, True, directions=self.directions)]
+                for i in context_items]
+            for lane in lanes:  # the draw comes fact by fact: mix the facts
+                rng.shuffle(lane)
+            while len(queries) < n and any(lanes):
+                for lane in lanes:
+                    if lane and len(queries) < n:
+                        queries.append(lane.pop(0))
+        for i in context_items if not held_out else []:
+            own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng,
+                                     directions=self.directions)
             queries += [Query.single(q, (i,), f"item:{direction}") for direction, q in own]
         if held_out and context_items and not has_system:
             return queries

@@ -8,7 +8,7 @@ import pytest
 
 from agent.config import RuntimeConfig
 from agent.engines import EngineError, SamplingParams, VLLMEngine, VLLMSettings
-from agent.runtime import Runtime, open_engine, spawn_worker
+from agent.runtime import Runtime, spawn_worker
 from memory import MemoryInputError
 from .helpers import QUICK_BAKE, SMALL_BAKE, likeliest_name
 

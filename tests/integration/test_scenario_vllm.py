@@ -15,9 +15,11 @@ SCENARIO = """\
 name: short
 seed: 0
 gate: {min_fidelity: 0.0, max_locality_kl: 10}
+# The session's vLLM server (tests/integration/conftest.py), attached by URL: one server at a time.
+engine: {url: ENGINE_URL}
 bake: {num_eval_queries: 6, num_control_queries: 4}
 agents:
-  - name: ada
+  - name: sol
     tools: [recall]
 question_sets:
   news:
@@ -28,27 +30,27 @@ question_sets:
       answer_idx: 0
 timeline:
   - type: feed
-    agent: ada
+    agent: sol
     items: ["Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."]
-  - {type: ask, agent: ada, label: pending, sets: [news, mc], conditions: [base, prompted]}
+  - {type: ask, agent: sol, label: pending, sets: [news, mc], conditions: [base, prompted]}
   - type: probe
-    agent: ada
+    agent: sol
     question: "Who runs Zentrix Robotics?"
     judge: {name: contains, value: Okafor}
     at_turns: [2]
     conditions: [baked, baked+prompted]
-  - {type: bake, agent: ada}
-  - {type: say, agent: ada, messages: ["Hello!"], max_tokens: 16}
-  - {type: wait_for_bake, agent: ada}
-  - {type: ask, agent: ada, label: baked, sets: [news, mc], conditions: [base, baked]}
-  - {type: say, agent: ada, messages: ["What is new at Zentrix?"], max_tokens: 24}
-  - {type: tool, agent: ada, name: recall, args: {query: Zentrix}}
+  - {type: bake, agent: sol}
+  - {type: say, agent: sol, messages: ["Hello!"], max_tokens: 16}
+  - {type: wait_for_bake, agent: sol}
+  - {type: ask, agent: sol, label: baked, sets: [news, mc], conditions: [base, baked]}
+  - {type: say, agent: sol, messages: ["What is new at Zentrix?"], max_tokens: 24}
+  - {type: tool, agent: sol, name: recall, args: {query: Zentrix}}
 """
 
 
-def test_short_scenario_on_real_vllm(tmp_path):
+def test_short_scenario_on_real_vllm(engine, tmp_path):
     path = tmp_path / "short.yaml"
-    path.write_text(SCENARIO)
+    path.write_text(SCENARIO.replace("ENGINE_URL", engine.url))
     report_md = run_scenario(path, tmp_path / "runs")
     report = json.loads((report_md.parent / "report.json").read_text())
 
@@ -60,7 +62,7 @@ def test_short_scenario_on_real_vllm(tmp_path):
     assert score("pending", "prompted", mc=True) == 1.0
     # The fictional name is never produced without the news (greedy generation).
     assert score("pending", "base") == 0.0 and score("baked", "base") == 0.0
-    assert report["bakes"][0]["status"] == "live" and report["swaps"][0]["adapter"] == "ada-v0001"
+    assert report["bakes"][0]["status"] == "live" and report["swaps"][0]["adapter"] == "sol-v0001"
     # Closed-book, from the adapter alone: the right option is the likeliest (benchmarks' scoring;
     # whether greedy free text names it too depends on seed and dtype, see helpers.likeliest_name).
     assert score("baked", "baked", mc=True) == 1.0
@@ -73,11 +75,11 @@ def test_short_scenario_on_real_vllm(tmp_path):
         right, *wrong = row["logliks"]
         return right - max(wrong)
 
-    assert mc_row("baked")["adapter"] == "ada-v0001" and mc_row("base")["adapter"] is None
+    assert mc_row("baked")["adapter"] == "sol-v0001" and mc_row("base")["adapter"] is None
     assert margin(mc_row("baked")) > margin(mc_row("base"))  # baking raised the fact's likelihood
     # The conversation went on while the worker baked; the probe at turn 2 used the new adapter.
     probes = [r for r in report["probes"] if r["turn"] == 2]
-    assert {r["adapter"] for r in probes} == {"ada-v0001"}
-    recall = [m for m in report["conversations"]["ada"]["live"] if m["content"].startswith("[recall result]")]
+    assert {r["adapter"] for r in probes} == {"sol-v0001"}
+    recall = [m for m in report["conversations"]["sol"]["live"] if m["content"].startswith("[recall result]")]
     assert recall and "baked" in recall[0]["content"]
     assert (report_md.parent / "knowledge.png").is_file() and (report_md.parent / "bake_timeline.png").is_file()

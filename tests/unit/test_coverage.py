@@ -93,3 +93,15 @@ def test_number_items_get_distinct_quiz_options_and_a_clean_split():
         assert held and not train & held, item
         quizzes = [q for q in train | held if q.startswith("Which option")]
         assert all(len(set(q.splitlines()[2:6])) == 4 for q in quizzes), quizzes
+
+
+def test_reverse_only_still_holds_out_inputs_for_number_and_date_items():
+    # The shipped default asks from the reverse direction only; an item of figures and dates
+    # must still give held-out inputs, or the bake would have nothing to measure.
+    items = [PromptItem(kind="news", text=t) for t in ("Inflation fell to 2.4% in May.", "Prices rose 3% on Monday.")]
+    source = DefaultQuerySource(queries_per_fact=16, facts_per_item=6, directions=("reverse",))
+    train = source.draw(items, 48, random.Random(0), held_out=False)
+    held = source.draw(items, 6, random.Random(0), held_out=True)
+    assert len(held) == 6 and {q.context for q in held} == {(0,), (1,)}
+    assert not {q.text for q in train} & {q.text for q in held}
+    assert {q.source for q in train + held} == {"item:reverse"}

@@ -14,8 +14,9 @@ def likeliest_name(engine, adapter: str | None, question: str, names=CEO_NAMES) 
 
 
 # Training budget of the real-model tests: the shipped defaults (a one-fact bake is 32 steps of
-# 8 either way: min_steps) with smaller held-out sets, so the suite fits a 2-core AVX2 machine.
-# With 8 inputs per fact instead of 16, the same fp32 bake reached fidelity 0.01 against 0.39.
+# 8 whatever the input count: min_steps) with smaller held-out sets, so the suite fits a 2-core
+# AVX2 machine. (With all six directions, 8 inputs per fact instead of 16 gave an fp32 one-fact
+# bake fidelity 0.01 against 0.39.)
 SMALL_BAKE = {"num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
 # Bakes whose test checks crash safety or plumbing, not learning: seconds.
 QUICK_BAKE = {"queries_per_fact": 1, "facts_per_item": 2, "num_locality_queries": 2, "num_eval_queries": 2,

@@ -32,9 +32,14 @@ def closed_book(runtime, question: str) -> str:
     return runtime.chat("fay", [{"role": "user", "content": question}], GREEDY, with_context=False).text
 
 
+def name_scores(runtime, adapter: str | None, question: str) -> list[float]:
+    """log p(" <name>.") of each of NAMES as the answer, with nothing in context."""
+    return runtime.engine.score([{"role": "user", "content": question}], adapter, [f" {n}." for n in NAMES])
+
+
 def likeliest_name(runtime, adapter: str | None, question: str) -> str:
     """The surname whose answer the model finds most likely, with nothing in context."""
-    scores = runtime.engine.score([{"role": "user", "content": question}], adapter, [f" {n}." for n in NAMES])
+    scores = name_scores(runtime, adapter, question)
     return NAMES[scores.index(max(scores))].split()[-1]
 
 
@@ -49,8 +54,13 @@ def test_a_forgotten_fact_is_no_longer_answered_and_the_other_still_is(engine, t
     ids = {name: runtime.store.add("fay", text, "news").item.id for name, (text, _) in FACTS.items()}
     runtime.bake("fay")
     live = runtime.live_adapter("fay")
-    # The fact to forget was really in the weights.
-    assert likeliest_name(runtime, live, FACTS["Okafor"][1]) == "Okafor"
+    # The fact to forget was really in the weights: Okafor outranks every name no news mentions
+    # and is likelier than before the bake. (Penrow, baked alongside, may outrank it: the 135M
+    # model learns the two new names loosely, for both questions.)
+    scores = {n: s for n, s in zip(NAMES, name_scores(runtime, live, FACTS["Okafor"][1]))}
+    before = dict(zip(NAMES, name_scores(runtime, None, FACTS["Okafor"][1])))
+    assert all(scores["Mara Okafor"] > scores[n] for n in NAMES[2:]), scores
+    assert scores["Mara Okafor"] > before["Mara Okafor"], (scores, before)
 
     plan = runtime.forget(ids["Okafor"])
     # Okafor was in the first bake: back to the base model, Penrow rebaked alone.

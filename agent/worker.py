@@ -24,10 +24,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from agent.config import RuntimeConfig
-from baking.config import CONTEXT_KINDS
+from baking.config import CONTEXT_KINDS, BakeConfig
 from baking.faults import fault_point
 from memory import MemoryStore
 from memory.store import _process_alive
@@ -42,28 +42,22 @@ def gate_verdict(metrics: dict, config: RuntimeConfig) -> tuple[bool, str]:
     return ok_f and ok_l, reason
 
 
-def replay_inputs(store: MemoryStore, agent: str, per_item: int, facts_per_item: int = 6,
-                  seed: int = 0, directions: Sequence[str] | None = None) -> list[str]:
-    """``per_item`` inputs about each news/fact item already baked, taken round-robin over its
-    facts and from rotating directions (baking.coverage); their teacher is the live adapter with
-    no prompt. The share per item is fixed, so replay does not thin out as the lineage grows: it
+def replay_inputs(store: MemoryStore, agent: str, per_item: int, bake: BakeConfig) -> list[str]:
+    """``per_item`` inputs about each news/fact item already baked, the item's facts in turn,
+    asked as ``bake`` asks them (baking.coverage); their teacher is the live adapter with no
+    prompt. The share per item is fixed, so replay does not thin out as the lineage grows: it
     grows with it. The draw changes with the lineage's length, so each bake replays other
     wordings of the same facts."""
-    import math
-
-    from baking.coverage import DIRECTIONS, coverage_questions, facts_of
+    from baking.coverage import facts_of, interleave, questions_by_fact
 
     baked = [item for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
-    rng = random.Random(seed * 1_000_003 + len(baked))
+    rng = random.Random(bake.seed * 1_000_003 + len(baked))
     questions: list[str] = []
     for item in baked if per_item else []:
-        facts = max(1, len(facts_of(item.text, facts_per_item)))
-        per_fact = math.ceil(per_item / facts)
-        drawn = [q for _, q in coverage_questions(item.text, per_fact, facts_per_item, rng,
-                                                  directions=directions or DIRECTIONS)]
-        blocks = [drawn[k : k + per_fact] for k in range(0, len(drawn), per_fact)]
-        mixed = [block[r] for r in range(per_fact) for block in blocks if r < len(block)]
-        questions += mixed[:per_item]
+        per_fact = -(-per_item // max(1, len(facts_of(item.text, bake.facts_per_item))))
+        by_fact = questions_by_fact(item.text, per_fact, bake.facts_per_item, rng,
+                                    directions=bake.coverage_directions)
+        questions += [q for _, q in interleave(by_fact)][:per_item]
     return questions
 
 
@@ -214,8 +208,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(
                 prompt_items, out, config.bake, parent=live.path if live else None,
-                replay=replay_inputs(store, agent, config.replay_per_item, config.bake.facts_per_item,
-                                     config.bake.seed, config.bake.coverage_directions), overwrite=True,
+                replay=replay_inputs(store, agent, config.replay_per_item, config.bake), overwrite=True,
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config)

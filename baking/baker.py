@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -298,7 +299,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         "queries_per_fact": config.queries_per_fact,
         # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
         "target_modules": sorted(model.peft_config["default"].target_modules),
-        "inputs_by_source": _count_sources(train_queries + replay_queries),
+        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries).items())),
         "num_eval_trajectories": len(eval_examples),
         "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),
         "train_steps": stats.steps,
@@ -347,13 +348,6 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         metrics=metrics,
         half_bakes={f: out / p for f, p in half_dirs.items()},
     )
-
-
-def _count_sources(queries: Sequence[Query]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for q in queries:
-        counts[q.source] = counts.get(q.source, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _load_base(config: BakeConfig, device: torch.device, bf16: bool):

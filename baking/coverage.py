@@ -216,38 +216,52 @@ def fact_inputs(fact: Fact, pool: list[Fact], text: str, rng: random.Random) -> 
     }
 
 
-def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Random,
-                       held_out: bool = False, pool: Sequence[Fact] = (),
-                       directions: Sequence[str] = DIRECTIONS) -> list[tuple[str, str]]:
-    """``per_fact`` inputs for each of the item's facts (at most ``max_facts``), as
-    ``(direction, text)``, taking the directions in turn so that every fact is asked from as
-    many sides as its budget allows. ``pool`` holds other items' facts, for quiz distractors.
+def questions_by_fact(text: str, per_fact: int, max_facts: int, rng: random.Random,
+                      held_out: bool = False, directions: Sequence[str] = DIRECTIONS) -> list[list[tuple[str, str]]]:
+    """``per_fact`` inputs for each of the item's facts (at most ``max_facts``), one list of
+    ``(direction, text)`` per fact, taking the directions in turn so that every fact is asked
+    from as many sides as its budget allows.
 
-    Every 4th candidate of a fact is held out: ``held_out=True`` draws from those only, so
-    fidelity is measured on inputs training never saw.
+    Every 4th unique candidate of a fact (its last, if it has fewer than 4) is held out:
+    ``held_out=True`` draws from those only, so fidelity is measured on inputs training never saw.
     """
     facts = facts_of(text, max_facts)
     # The candidates are fixed by the text (quiz options included), so the split is stable.
     fixed = random.Random(zlib.crc32(text.encode()))
-    candidates = [list(fact_inputs(f, list(pool) + facts, text, fixed).items()) for f in facts]
+    candidates = [list(fact_inputs(f, facts, text, fixed).items()) for f in facts]
     if not candidates:  # nothing to key on: ask about the item as a whole
         head = " ".join(text.split()[: max(3, len(text.split()) // 3)])
         candidates = [[("reverse", list(_ABOUT)), ("continuation", [t.format(s=head) for t in _CONTINUE])]]
-    out: list[tuple[str, str]] = []
+    out = []
     for by_direction in candidates:
         flat = list(dict.fromkeys((d, q) for d, qs in by_direction for q in qs if d in directions))
         held = {i for i in range(len(flat)) if i % 4 == 3} or ({len(flat) - 1} if len(flat) >= 2 else set())
         mine = [c for i, c in enumerate(flat) if (i in held) == held_out]
-        lanes = {d: [q for dd, q in mine if dd == d] for d in directions}
-        for lane in lanes.values():
+        lanes = [[q for dd, q in mine if dd == d] for d in directions]
+        for lane in lanes:
             rng.shuffle(lane)
-        picked: list[tuple[str, str]] = []
-        while len(picked) < per_fact and any(lanes.values()):
-            for direction in directions:
-                if lanes[direction] and len(picked) < per_fact:
-                    picked.append((direction, lanes[direction].pop()))
-        out += picked
+        out.append(_take_turns(directions, lanes, per_fact))
     return out
+
+
+def _take_turns(directions: Sequence[str], lanes: list[list[str]], n: int) -> list[tuple[str, str]]:
+    picked = []
+    while len(picked) < n and any(lanes):
+        for direction, lane in zip(directions, lanes):
+            if lane and len(picked) < n:
+                picked.append((direction, lane.pop()))
+    return picked
+
+
+def interleave(lists: Sequence[Sequence]) -> list:
+    """The first of each list, then the second of each, and so on."""
+    return [lst[r] for r in range(max(map(len, lists), default=0)) for lst in lists if r < len(lst)]
+
+
+def coverage_questions(text: str, per_fact: int, max_facts: int, rng: random.Random,
+                       held_out: bool = False, directions: Sequence[str] = DIRECTIONS) -> list[tuple[str, str]]:
+    """:func:`questions_by_fact`, fact after fact in one list."""
+    return [q for fact in questions_by_fact(text, per_fact, max_facts, rng, held_out, directions) for q in fact]
 
 
 _ABOUT = ("What is the latest news you know?", "Tell me something new that happened recently.",

@@ -71,18 +71,6 @@ def named_entities(text: str) -> list[str]:
     return found
 
 
-def entity_questions(text: str) -> list[str]:
-    """Questions about the named entities of a news/fact item."""
-    questions = []
-    for entity in named_entities(text)[:3]:
-        questions += [
-            f"What do you know about {entity}?",
-            f"What is the latest news about {entity}?",
-            f"Tell me about {entity}.",
-        ]
-    return questions
-
-
 def split_pool(pool: Sequence[str], held_out: bool) -> list[str]:
     # Every 4th entry is held out, so evaluation never sees a training input.
     return [q for i, q in enumerate(pool) if (i % 4 == 3) == held_out]
@@ -107,38 +95,27 @@ class DefaultQuerySource:
     def draw(
         self, items: Sequence[PromptItem], n: int, rng: random.Random, held_out: bool
     ) -> list[Query]:
-        from baking.coverage import coverage_questions
+        from baking.coverage import coverage_questions, interleave, questions_by_fact
 
         generic = split_pool(generic_queries(), held_out)
         queries: list[Query] = []
         context_items = [i for i, it in enumerate(items) if it.kind in CONTEXT_KINDS]
         has_system = any(it.kind in SYSTEM_KINDS for it in items)
         if held_out and context_items:
-            # n over the items, round-robin, so an item without held-out inputs leaves its share
-            # to the others.
-            lanes = [[Query.single(q, (i,), f"item:{d}") for d, q in coverage_questions(
-                items[i].text, n, self.facts_per_item, rng, True, directions=self.directions)]
-                for i in context_items]
-            for lane in lanes:  # the draw comes fact by fact: mix the facts
-                rng.shuffle(lane)
-            while len(queries) < n and any(lanes):
-                for lane in lanes:
-                    if lane and len(queries) < n:
-                        queries.append(lane.pop(0))
+            # n over the items, round-robin (each item's facts in turn), so an item without
+            # held-out inputs leaves its share to the others.
+            lanes = [[Query.single(q, (i,), f"item:{d}") for d, q in interleave(questions_by_fact(
+                items[i].text, n, self.facts_per_item, rng, True, self.directions))] for i in context_items]
+            queries += interleave(lanes)[:n]
         for i in context_items if not held_out else []:
             own = coverage_questions(items[i].text, self.queries_per_fact, self.facts_per_item, rng,
                                      directions=self.directions)
             queries += [Query.single(q, (i,), f"item:{direction}") for direction, q in own]
-        if held_out and context_items and not has_system:
-            return queries
         if has_system:
-            share = n
             persona = split_pool(persona_queries(), held_out)
-            if any(it.kind == "persona" for it in items):
-                k = min(share // 3, len(persona))
-                queries += [Query.single(q, (), "persona") for q in rng.sample(persona, k)]
-            rest = n - sum(q.source in ("persona",) for q in queries)
-            queries += [Query.single(q, (), "generic") for q in rng.sample(generic, max(0, min(rest, len(generic))))]
+            k = min(n // 3, len(persona)) if any(it.kind == "persona" for it in items) else 0
+            queries += [Query.single(q, (), "persona") for q in rng.sample(persona, k)]
+            queries += [Query.single(q, (), "generic") for q in rng.sample(generic, min(n - k, len(generic)))]
         return queries
 
 

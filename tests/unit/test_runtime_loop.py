@@ -10,6 +10,7 @@ from agent.config import RuntimeConfig
 from agent.engines import SamplingParams, TransformersEngine
 from agent.runtime import Runtime
 from agent.scheduler import BakeScheduler
+from baking.config import BakeConfig
 from tiny_bake import tiny_bake
 
 TINY_BAKE = tiny_bake(batch_size=4)
@@ -130,7 +131,7 @@ def test_replay_keeps_a_fixed_share_per_baked_item_as_the_lineage_grows(tmp_path
         store.add("ada", text, kind)
         run = store.claim("ada", 60)
         store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
-        return replay_inputs(store, "ada", 3)
+        return replay_inputs(store, "ada", 3, BakeConfig())  # the shipped directions
 
     assert len(bake_next(texts[0])) == 3
     bake_next("You are a pirate.", "persona")  # personas are not replayed as questions

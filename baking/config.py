@@ -93,12 +93,13 @@ class BakeConfig(BaseModel):
     # --- optimisation ---
     lr: float = Field(
         2.5e-3, gt=0, description="peak learning rate. 5e-3 was measured with attention-only "
-        "LoRA; with the MLP projections adapted too it overshoots. Standalone fp32 bakes (not the "
-        "quickstart run), 2.5e-3 vs 5e-3: a persona alone 0.827 vs 0.719 fidelity; "
-        "the quickstart's 4 news items 0.605 vs 0.552, 2 vs 1 of 8 closed-book "
-        "answers, locality KL 0.11 vs 0.22; a persona on top of that news adapter 0.728 / 0.646 "
-        "vs 0.542 / 0.391 (seeds 0 / 1; 1e-2 went negative, 1.5e-3 gave 0.783). At 5e-3 the quickstart's own "
-        "persona bake was refused by the 0.5 gate (0.456)")
+        "LoRA; with the MLP "
+        "projections adapted too it overshoots. Standalone fp32 bakes (not the quickstart run),"
+        " 2.5e-3 vs 5e-3: a persona alone 0.827 vs 0.719 fidelity; the quickstart's 4 news "
+        "items 0.605 vs 0.552, 2 vs 1 of 8 closed-book answers, locality KL 0.11 vs 0.22; a "
+        "persona on top of that news adapter 0.728 / 0.646 vs 0.542 / 0.391 (seeds 0 / 1; 1e-2 "
+        "went negative, 1.5e-3 gave 0.783). At 5e-3 the quickstart's own persona bake was "
+        "refused by the 0.5 gate (0.456)")
     lora_plus_ratio: float = Field(
         1.0, ge=1, description="LoRA+: lora_B learns this many times faster than lora_A"
     )

@@ -31,6 +31,7 @@ import torch
 from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.cost import ModelShape, estimate_bake
+from baking import conversations
 from baking.coverage import answerable, facts_of
 from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
@@ -39,14 +40,13 @@ from baking.queries import (
     QuerySource,
     generic_queries,
     parse_model_question,
-    persona_queries,
     question_writing_prompt,
     split_pool,
 )
 from baking.render import Query, encode, student_messages, teacher_messages
 from baking.sampling import sample
 from baking.scale import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from baking.train import Example, full_teacher_rows, mean_kl, train
+from baking.train import Example, mean_kl, teacher_rows, train
 
 BAKE_JSON = "bake.json"
 
@@ -200,9 +200,10 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
     replay = list(replay) + _locality_inputs(items, config, rng)
+    plans = conversations.plan(items, config, rng)
     control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
     estimate = _estimate(items, config, shape, precision.dtype, peak_flops, train_queries,
-                         eval_queries + control_queries, replay, teacher_ids, student_ids)
+                         eval_queries + control_queries, replay, plans, teacher_ids, student_ids)
     ui.note("estimate", estimate.as_dict(), f"estimate: {estimate.line()}")
     train_queries += _model_written_questions(items, config, tokenizer, run_teacher)
     if not train_queries or not eval_queries:
@@ -221,19 +222,23 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     # prompts, so they decode in the same batches (one wide batch is far cheaper per token on
     # a CPU than several narrow ones).
     replay_queries = [r if isinstance(r, Query) else Query.single(r, (), "replay") for r in replay]
-    prompts = [teacher_ids(q) for q in repeated + evaluated] + [student_ids(q) for q in replay_queries]
-    sampled = run_teacher(prompts, topk, "teacher")
-    first_turns = sampled[: len(repeated)]
-    held_out = sampled[len(repeated) : len(repeated) + len(evaluated)]
-    replayed = sampled[len(repeated) + len(evaluated) :]
+    # The conversations' replies, each to its user turn alone, by their plan's writer.
+    replies = [(teacher_ids if p.writer == "teacher" else student_ids)(q) for p in plans for q in p.reply_queries()]
+    prompts = ([teacher_ids(q) for q in repeated + evaluated] + [student_ids(q) for q in replay_queries]
+               + replies)
+    sampled = iter(run_teacher(prompts, topk, "teacher"))
+    first_turns = [next(sampled) for _ in repeated]
+    held_out = [next(sampled) for _ in evaluated]
+    replayed = [next(sampled) for _ in replay_queries]
     examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
-    second = _second_turns(items, repeated, first_turns, tokenizer, config, rng)
-    if second:
-        for q, s in zip(second, run_teacher([teacher_ids(q) for q in second], topk, "2nd turns")):
-            examples.append(Example(student_ids(q), s))
     examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
+    reply_texts = [[tokenizer.decode(next(sampled).tokens, skip_special_tokens=True).strip() for _ in p.users]
+                   for p in plans]
+    # Multi-turn: the teacher's rows at every assistant turn, teacher-forced with the prompt.
+    examples += conversations.examples(model, tokenizer, items, plans, reply_texts, topk=topk,
+                                       device=device, bf16=bf16)
     timings["teacher_sampling_s"] = time.perf_counter() - t
-    forced = full_teacher_rows(
+    forced = teacher_rows(
         model, [Example(teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
         tokenizer.pad_token_id, device, bf16,
     )
@@ -299,9 +304,12 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         "queries_per_fact": config.queries_per_fact,
         # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
         "target_modules": sorted(model.peft_config["default"].target_modules),
-        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries).items())),
+        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries).items()))
+        | ({"conversation": len(plans)} if plans else {}),
+        "num_conversations": len(plans),
+        "conversation_turns": config.conversation_turns if plans else 0,
         "num_eval_trajectories": len(eval_examples),
-        "teacher_tokens": int(sum(len(ex.teacher.tokens) for ex in examples)),
+        "teacher_tokens": int(sum(len(ex.positions) for ex in examples)),
         "train_steps": stats.steps,
         "train_tokens": stats.tokens,
         "train_tokens_per_s": tokens_per_s,
@@ -397,24 +405,27 @@ def _lora_dtype(model, dtype: torch.dtype) -> None:
             p.data = p.data.to(dtype)
 
 
-def _estimate(items, config, shape, dtype, flops, train_queries, evaluated, replay, teacher_ids, student_ids):
+def _estimate(items, config, shape, dtype, flops, train_queries, evaluated, replay, plans, teacher_ids, student_ids):
     """The bake's expected wall time here, from its inputs' token counts (baking.cost)."""
     context_items = sum(1 for it in items if it.kind in CONTEXT_KINDS)
     questions = 2 * config.model_questions_per_item * context_items
     written = [Query.single("What happened?", (0,), "model-written")] * (config.model_questions_per_item * context_items)
     trains = [q for q in train_queries + written for _ in range(_samples_per(q, config))]
     replays = [Query.single(r, (), "replay") if isinstance(r, str) else r for r in replay]
-    second = 0
-    if any(it.kind in SYSTEM_KINDS for it in items):
-        second = round(config.multi_turn_fraction * len(trains))
+    replies = [q for p in plans for q in p.reply_queries()]
+    # A conversation: each turn costs about a first turn's prompt (the template's header counted
+    # every turn: a slight overestimate) plus a full reply; the loss is on the replies.
+    turn = lambda q: len(student_ids(q)) + config.max_new_tokens  # noqa: E731
+    talks = [(sum(turn(q) for q in p.reply_queries()), len(p.users) * config.max_new_tokens) for p in plans]
     question_len = len(teacher_ids(Query.single("x" * 40, (0,) if context_items else (), "q"))) + 40
     return estimate_bake(
         shape, dtype=dtype, flops_per_s=flops,
-        sampled_prompts=[len(teacher_ids(q)) for q in trains + evaluated] + [len(student_ids(q)) for q in replays],
+        sampled_prompts=([len(teacher_ids(q)) for q in trains + evaluated + replies]
+                         + [len(student_ids(q)) for q in replays]),
         max_new_tokens=config.max_new_tokens,
         question_prompts=[question_len] * questions,
         train_prompts=[len(student_ids(q)) for q in trains + replays],
-        second_turn_prompts=second,
+        conversations=talks,
         epochs_or_steps=(config.epochs, config.max_steps),
         min_steps=config.min_steps,
         batch_size=config.batch_size,
@@ -458,22 +469,6 @@ def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Quer
                 and answerable(question, items[i].text)):
             found[i].append(question)
     return [Query.single(q, (i,), "model-written") for i, qs in found.items() for q in qs]
-
-
-def _second_turns(items, queries, answers, tokenizer, config, rng) -> list[Query]:
-    """Multi-turn inputs for personas/instructions: (x1, teacher answer, x2)."""
-    if not any(it.kind in SYSTEM_KINDS for it in items) or config.multi_turn_fraction == 0:
-        return []
-    follow_ups = list(generic_queries()[::4]) + list(persona_queries()[::4])
-    count = round(config.multi_turn_fraction * len(queries))
-    second = []
-    for idx in rng.sample(range(len(queries)), min(count, len(queries))):
-        reply = tokenizer.decode(answers[idx].tokens, skip_special_tokens=True).strip()
-        if not reply:
-            continue
-        history = queries[idx].messages + (("assistant", reply), ("user", rng.choice(follow_ups)))
-        second.append(Query(history, queries[idx].context, "multi-turn"))
-    return second
 
 
 def _vllm_compatible(folder: Path, config: BakeConfig) -> None:

@@ -67,9 +67,13 @@ class BakeConfig(BaseModel):
     num_control_queries: int = Field(
         8, ge=0, description="unrelated held-out inputs for locality (drift from the parent)"
     )
-    multi_turn_fraction: float = Field(
-        0.1, ge=0, le=1, description="persona/instruction: share of extra second-turn inputs"
-    )
+    num_conversations: int = Field(
+        4, ge=0, description="persona/instruction: multi-turn training conversations, the KL on "
+        "every assistant turn (baking.conversations), so the prompt holds deep into a dialogue")
+    conversation_turns: int = Field(16, ge=1, le=64, description="user/assistant turns per conversation")
+    conversation_writer: Literal["mixed", "teacher", "student"] = Field(
+        "mixed", description="who writes the conversations' assistant turns: the prompted teacher, "
+        "the un-prompted student (the parent: on-policy), or each in turn (mixed)")
     model_questions_per_item: int = Field(
         4, ge=0, description="news/fact: questions the model writes with the item in context"
     )

@@ -64,29 +64,28 @@ class BakeEstimate:
 
 def estimate_bake(shape: ModelShape, *, dtype: str, flops_per_s: float, sampled_prompts: list[int],
                   max_new_tokens: int, question_prompts: list[int], train_prompts: list[int],
-                  second_turn_prompts: int, epochs_or_steps: tuple[int, int | None], batch_size: int,
+                  conversations: list[tuple[int, int]], epochs_or_steps: tuple[int, int | None], batch_size: int,
                   eval_prompts: list[int], min_steps: int = 1) -> BakeEstimate:
     """Wall seconds a bake will take here, from its size before any sampling.
 
     Args are token counts: ``sampled_prompts`` the teacher prompt lengths sampled at
     ``max_new_tokens`` (training, held-out and control inputs, replay), ``question_prompts``
     those of the model-written questions (32 new tokens), ``train_prompts`` the student prompt
-    lengths of the training inputs, ``second_turn_prompts`` how many second turns will be added
-    (about twice a first turn's length), ``eval_prompts`` the student prompts of the held-out
+    lengths of the training inputs, ``conversations`` (tokens, loss positions) of each multi-turn
+    conversation (teacher-forced once, then trained on like an input), ``eval_prompts`` the student prompts of the held-out
     and control inputs (evaluated three times: teacher rows, before and after).
     """
     new = max_new_tokens
     sampling = sum(shape.forward_flops(p, 0) + shape.forward_flops(new, new) for p in sampled_prompts)
     sampling += sum(shape.forward_flops(p, 0) + shape.forward_flops(32, 32) for p in question_prompts)
-    mean_prompt = sum(train_prompts) / max(len(train_prompts), 1)
-    sampling += second_turn_prompts * (shape.forward_flops(2 * mean_prompt + new, 0) + shape.forward_flops(new, new))
-    rows = len(train_prompts) + second_turn_prompts
+    sampling += sum(shape.forward_flops(tokens, loss) for tokens, loss in conversations)
+    rows = len(train_prompts) + len(conversations)
     epochs, max_steps = epochs_or_steps
     epoch_steps = epochs * -(-rows // batch_size)
     steps = max_steps or max(epoch_steps, min_steps)
     passes = epochs if steps == epoch_steps else steps * batch_size / max(rows, 1)
     training = passes * (sum(shape.train_flops(p + new, new) for p in train_prompts)
-                         + second_turn_prompts * shape.train_flops(2 * mean_prompt + 2 * new, new))
+                         + sum(shape.train_flops(tokens, loss) for tokens, loss in conversations))
     evaluation = 3 * sum(shape.forward_flops(p + new, new) for p in eval_prompts)
     efficiency = EFFICIENCY.get(dtype, EFFICIENCY["fp32"])
     phases = {

@@ -78,9 +78,32 @@ def student_messages(query: Query) -> list[Message]:
     return [{"role": r, "content": c} for r, c in query.messages]
 
 
-def encode(tokenizer, messages: list[Message]) -> list[int]:
-    """Token ids of ``messages`` with the assistant generation prompt appended."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+def encode(tokenizer, messages: list[Message], add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of ``messages``, by default with the assistant generation prompt appended."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some versions return a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)
+
+
+def encode_conversation(tokenizer, messages: list[Message]) -> tuple[list[int], list[int]]:
+    """Token ids of a conversation, and the positions of every assistant turn's tokens: its
+    text and its end-of-turn token, where a bake puts its loss (not the template's newline).
+
+    Raises ValueError if the template does not render a conversation's prefixes as prefixes of
+    its ids (a template that rewrites earlier turns), since the positions would then be wrong.
+    """
+    ids = encode(tokenizer, messages, add_generation_prompt=False)
+    positions: list[int] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = encode(tokenizer, messages[:i])
+        start, end = len(prefix), len(encode(tokenizer, messages[: i + 1], add_generation_prompt=False))
+        if ids[:start] != prefix or end > len(ids):
+            raise ValueError("the chat template does not render a conversation's turns as prefixes")
+        turn = ids[start:end]
+        if tokenizer.eos_token_id in turn:
+            end = start + turn.index(tokenizer.eos_token_id) + 1
+        positions += range(start, end)
+    return ids, positions

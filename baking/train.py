@@ -16,10 +16,20 @@ from baking.sampling import Sampled, autocast
 
 @dataclass
 class Example:
-    """A student input (the un-prompted conversation) and the teacher's continuation of it."""
+    """A student input (the un-prompted conversation) and the teacher's continuation of it.
+
+    ``targets`` are the indices into ``teacher.tokens`` that carry the loss, one teacher row
+    each (in order); None means every token. A multi-turn conversation sets them to its
+    assistant turns, so the user turns between them are context only.
+    """
 
     prompt_ids: list[int]
     teacher: Sampled
+    targets: list[int] | None = None
+
+    @property
+    def positions(self) -> list[int]:
+        return list(range(len(self.teacher.tokens))) if self.targets is None else self.targets
 
 
 @dataclass
@@ -46,9 +56,9 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
     for r, (ex, seq) in enumerate(zip(examples, seqs)):
         input_ids[r, : len(seq)] = torch.tensor(seq)
         attention[r, : len(seq)] = 1
-        start = len(ex.prompt_ids) - 1  # hidden state at start predicts the first teacher token
-        rows += [r] * len(ex.teacher.tokens)
-        cols += range(start, start + len(ex.teacher.tokens))
+        start = len(ex.prompt_ids) - 1  # hidden state at start + t predicts teacher token t
+        rows += [r] * len(ex.positions)
+        cols += [start + t for t in ex.positions]
     has_ids = examples[0].teacher.ids is not None
     cols_t = torch.tensor(cols)
     return Batch(
@@ -243,20 +253,27 @@ def train(
 
 
 @torch.no_grad()
-def full_teacher_rows(model, examples: list[Example], pad_id: int, device: torch.device,
-                      bf16: bool, batch_size: int = 16) -> list[Example]:
-    """Replace each example's teacher log-probs by full (T, V) rows, teacher-forced.
+def teacher_rows(model, examples: list[Example], pad_id: int, device: torch.device,
+                 bf16: bool, topk: int | None = None, batch_size: int = 16) -> list[Example]:
+    """Replace each example's teacher log-probs by teacher-forced ones at its targets: full
+    (N, V) rows, or the top-``topk`` (N, k) with their ids.
 
-    ``examples`` hold the *teacher* prompt; the result pairs the same tokens with the full
-    distribution, for exact full-vocabulary KL evaluation.
+    ``examples`` hold the *teacher* prompt; the result pairs the same tokens with the
+    teacher's distribution: full rows for exact full-vocabulary KL evaluation, top-k rows to
+    train on tokens the teacher did not sample itself (a conversation the student wrote).
     """
     rows = []
     for first in range(0, len(examples), batch_size):
         chunk = examples[first : first + batch_size]
         logits = student_logits(model, collate(chunk, pad_id), device, bf16).float()
-        logprobs = torch.log_softmax(logits, dim=-1).to(torch.bfloat16).cpu()
-        for ex, part in zip(chunk, logprobs.split([len(ex.teacher.tokens) for ex in chunk])):
-            rows.append(Example(ex.prompt_ids, Sampled(ex.teacher.tokens, part, None)))
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for ex, part in zip(chunk, logprobs.split([len(ex.positions) for ex in chunk])):
+            if topk is None:
+                sampled = Sampled(ex.teacher.tokens, part.to(torch.bfloat16).cpu(), None)
+            else:
+                values, ids = part.topk(topk, dim=-1)
+                sampled = Sampled(ex.teacher.tokens, values.cpu(), ids.cpu())
+            rows.append(Example(ex.prompt_ids, sampled, ex.targets))
     return rows
 
 

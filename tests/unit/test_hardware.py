@@ -72,7 +72,7 @@ def test_the_model_shape_leaves_out_embeddings(tiny_model):
 def test_the_estimate_grows_with_the_work():
     shape = ModelShape(body_params=100_000_000, hidden=576, vocab=49152)
     kwargs = dict(dtype="fp32", flops_per_s=70e9, sampled_prompts=[40] * 100, max_new_tokens=40,
-                  question_prompts=[], train_prompts=[30] * 96, second_turn_prompts=0, batch_size=16,
+                  question_prompts=[], train_prompts=[30] * 96, conversations=[], batch_size=16,
                   eval_prompts=[30] * 24)
     two = estimate_bake(shape, epochs_or_steps=(2, None), **kwargs)
     four = estimate_bake(shape, epochs_or_steps=(4, None), **kwargs)

@@ -278,6 +278,21 @@ def teacher_rows(model, examples: list[Example], pad_id: int, device: torch.devi
 
 
 @torch.no_grad()
+def target_logprobs(model, examples: list[Example], pad_id: int, device: torch.device, bf16: bool,
+                    batch_size: int = 16) -> list[float]:
+    """Per example, the model's log-probability of its ``teacher.tokens`` (summed over them)."""
+    out = []
+    for first in range(0, len(examples), batch_size):
+        chunk = examples[first : first + batch_size]
+        batch = collate(chunk, pad_id)
+        logits = student_logits(model, batch, device, bf16).float()
+        tokens = torch.cat([ex.teacher.tokens[ex.positions] for ex in chunk]).to(device)
+        picked = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]
+        out += [float(part.sum()) for part in picked.split([len(ex.positions) for ex in chunk])]
+    return out
+
+
+@torch.no_grad()
 def mean_kl(model, examples: list[Example], pad_id: int, device: torch.device, bf16: bool,
             batch_size: int = 16) -> float:
     """Mean full-vocabulary KL(teacher || model) per teacher token over ``examples``.

@@ -33,11 +33,14 @@ AGENT = "news"
 CONDITIONS = ("base", "prompted", "baked", "baked+prompted")
 
 
-def load_rows(path: Path, n_items: int, n_controls: int, seed: int) -> tuple[list[dict], list[dict]]:
+def load_rows(path: Path, n_items: int, n_controls: int, seed: int, offset: int = 0) -> tuple[list[dict], list[dict]]:
+    """Items and controls from the shuffled rows, after the first ``offset`` (a disjoint split:
+    the headline run takes the first 90 with seed 0, ablations start after them)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     random.Random(seed).shuffle(rows)
+    rows = rows[offset:]
     if len(rows) < n_items + n_controls:
-        raise SystemExit(f"{path} has {len(rows)} rows; need {n_items + n_controls}")
+        raise SystemExit(f"{path} has {len(rows)} rows after --offset {offset}; need {n_items + n_controls}")
     return rows[:n_items], rows[n_items : n_items + n_controls]
 
 
@@ -103,9 +106,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--controls", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="skip this many shuffled rows (a disjoint split)")
     parser.add_argument("--device", default="cpu", help="the baker's device (cpu, cuda, cuda:N)")
     parser.add_argument("--bake", type=json.loads, default={},
                         help="BakeConfig overrides as JSON (default: none, the shipped per-fact budget)")
+    parser.add_argument("--runtime", type=json.loads, default={},
+                        help="RuntimeConfig overrides as JSON, e.g. '{\"replay_per_item\": 0}'")
     parser.add_argument("--min-fidelity", type=float, default=0.0,
                         help="the gate (default 0: every bake goes live, so retention is measured on a "
                              "complete chain; the report shows which bakes the product's 0.5 would reject)")
@@ -115,10 +121,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.items, args.controls, args.bake = 24, 12, {"queries_per_fact": 8}
-    run(args)
+    summary = run(args)
+    path = write("news" + ("_quick" if args.quick else ""), summary, render(summary, args.quick))
+    plot(summary, RESULTS / f"news{'_quick' if args.quick else ''}.png")
+    print(path.read_text())
 
 
-def run(args) -> None:
+def run(args) -> dict:
+    """Bake the items batch after batch and score every condition; the raw summary."""
     import shutil
 
     import torch
@@ -131,14 +141,14 @@ def run(args) -> None:
     from memory.store import MemoryStore
 
     summary = header("bench_news") | {"args": {k: str(v) for k, v in vars(args).items()}}
-    baked_rows, control_rows = load_rows(args.data, args.items, args.controls, args.seed)
+    baked_rows, control_rows = load_rows(args.data, args.items, args.controls, args.seed, args.offset)
     size = -(-len(baked_rows) // args.batches)
     batches = [baked_rows[i : i + size] for i in range(0, len(baked_rows), size)]
 
     if not args.rescore:
         shutil.rmtree(args.workdir, ignore_errors=True)
     config = RuntimeConfig(home=args.workdir, worker_device=args.device, gate=GateConfig(min_fidelity=args.min_fidelity),
-                           bake=BakeConfig(device=args.device, seed=args.seed, **args.bake))
+                           bake=BakeConfig(device=args.device, seed=args.seed, **args.bake), **args.runtime)
     store = MemoryStore(config.db_path)
     store.create_agent(AGENT)
     versions = sorted(store.adapters(AGENT), key=lambda a: a.version) if args.rescore else []
@@ -196,9 +206,7 @@ def run(args) -> None:
 
     summary |= {"fixed": fixed, "bakes": bakes, "batch_sizes": [len(b) for b in batches]}
     summary["tables"] = tables(summary)
-    path = write("news" + ("_quick" if args.quick else ""), summary, render(summary, args.quick))
-    plot(summary, RESULTS / f"news{'_quick' if args.quick else ''}.png")
-    print(path.read_text())
+    return summary
 
 
 def tables(s: dict) -> dict:
@@ -212,7 +220,9 @@ def tables(s: dict) -> dict:
     base_batches = [mean(s["fixed"]["base"]["items"][a:z]) for a, z in spans]
     own = [matrix[j][j] for j in range(len(spans))]
     first_retention = matrix[-1][0] / own[0] if own[0] else None
+    walls = [b["metrics"].get("wall_s") / n for b, n in zip(s["bakes"], sizes) if b["metrics"].get("wall_s")]
     return {"final": summary, "forgetting": matrix, "base_per_batch": base_batches,
+            "bake_s_per_item": statistics.median(walls) if walls else None,
             "own_bake": own, "first_batch_retention": first_retention,
             "baked_over_prompted": summary["baked"]["items"] / summary["prompted"]["items"]}
 
@@ -252,7 +262,8 @@ def render(s: dict, quick: bool) -> str:
     lines.append("| base | " + " | ".join(f"{x:.2f}" for x in t["base_per_batch"]) + " | | |")
     walls = [b["metrics"].get("wall_s") for b in s["bakes"] if b["metrics"].get("wall_s")]
     if walls:
-        lines += ["", f"Bake wall time (baker, model load to adapter written): median {statistics.median(walls):.0f} s per batch."]
+        lines += ["", f"Bake wall time (baker, model load to adapter written): median {statistics.median(walls):.0f} s "
+                  f"per batch, {t['bake_s_per_item']:.1f} s per item."]
     lines += ["", "Paraphrases the base model wrote (first ones):", ""]
     lines += [f"- {q} → {p}" for q, p in s["paraphrase_examples"]]
     lines += ["", f"![news](news{'_quick' if quick else ''}.png)", ""]

@@ -136,3 +136,24 @@ def test_shared_prefix_forward_matches_the_plain_one(tiny_model):
         grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_fact_recall_is_the_share_of_the_prompts_gain_on_the_facts():
+    from baking.baker import _fact_recall
+
+    # log p(fact): prompted teacher, parent, baked, per probe.
+    r = _fact_recall([-1.0, -2.0], [-5.0, -6.0], [-3.0, -4.0])
+    assert r["fact_recall"] == 0.5 and r["fact_gain_teacher"] == 4.0 and r["num_facts"] == 2
+    assert _fact_recall([-6.0], [-5.0], [-1.0])["fact_recall"] is None  # the prompt taught nothing
+    assert _fact_recall([], [], [])["fact_recall"] is None
+
+
+def test_a_news_bake_records_its_facts_recall(tiny_model, tmp_path):
+    from tests.unit.tiny_bake import tiny_bake
+
+    item = PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday.")
+    version = bake([item], tmp_path / "v1", BakeConfig(model=str(tiny_model), **tiny_bake()), progress=False)
+    m = version.metrics
+    assert m["num_facts"] == 2  # facts_per_item: Zentrix Robotics... and Mara Okafor
+    assert m["fact_gain_teacher"] is not None and m["fact_gain_baked"] is not None
+    assert (m["fact_recall"] is None) == (m["fact_gain_teacher"] <= 0)

@@ -105,3 +105,13 @@ def test_reverse_only_still_holds_out_inputs_for_number_and_date_items():
     assert len(held) == 6 and {q.context for q in held} == {(0,), (1,)}
     assert not {q.text for q in train} & {q.text for q in held}
     assert {q.source for q in train + held} == {"item:reverse"}
+
+
+def test_a_recall_probe_asks_for_the_span_after_restating_the_sentence():
+    from baking.coverage import Fact, recall_probe
+
+    sentence = "Zentrix Robotics named Mara Okafor as its new CEO on Monday."
+    assert recall_probe(Fact(sentence, "Mara Okafor", "name")) == (
+        "Zentrix Robotics named who as its new CEO on Monday?", "Zentrix Robotics named", " Mara Okafor")
+    question, head, answer = recall_probe(Fact(sentence, "Zentrix Robotics", "name"))
+    assert head == "" and answer == "Zentrix Robotics"  # the span opens the sentence

@@ -32,13 +32,15 @@ from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.cost import ModelShape, estimate_bake
 from baking import conversations
-from baking.coverage import answerable, facts_of, recall_probe
+from baking.coverage import answerable, facts_of, interleave, quiz_question, recall_probe
 from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
     DefaultQuerySource,
     control_questions,
     QuerySource,
+    general_knowledge,
     generic_queries,
+    other_news,
     parse_model_question,
     question_writing_prompt,
     split_pool,
@@ -448,12 +450,20 @@ def _samples_per(query: Query, config: BakeConfig) -> int:
 
 
 def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Query]:
-    """Generic requests a news/fact bake should not change: trained toward the parent without
-    the new prompt, as replay is. A persona or instruction bake is meant to change them."""
+    """Inputs a news/fact bake should not change, trained toward the parent without the new
+    prompt, as replay is: generic requests, general-knowledge questions, and quizzes about
+    other (made-up, never baked) news, taken in turn. The quizzes have the form of the
+    questions the new facts are asked in, so the student learns that only the new facts
+    moved, not how it answers any news question. A persona or instruction bake is meant to
+    change them all."""
     if any(it.kind in SYSTEM_KINDS for it in items) or not any(it.kind in CONTEXT_KINDS for it in items):
         return []
-    train_split = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
-    picks = rng.sample(train_split, min(config.num_locality_queries, len(train_split)))
+    generic = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
+    news = list(other_news())
+    quizzes = [quiz_question(fact, facts_of(s, 6), rng) for s in rng.sample(news, len(news))
+               for fact in facts_of(s, 6)[:1]]
+    lanes = [rng.sample(generic, len(generic)), rng.sample(general_knowledge(), len(general_knowledge())), quizzes]
+    picks = interleave(lanes)[: config.num_locality_queries]
     return [Query.single(q, (), "locality") for q in picks]
 
 

@@ -59,8 +59,9 @@ class BakeConfig(BaseModel):
         "continuation inputs quote the rest of the sentence, so the student can copy instead of "
         "recall")
     num_locality_queries: int = Field(
-        8, ge=0, description="generic requests trained toward the parent without the new prompt "
-        "(a locality term), added to every bake that has news or facts")
+        12, ge=0, description="inputs trained toward the parent without the new prompt (a locality "
+        "term), added to every bake that has news or facts: generic requests, general-knowledge "
+        "questions and quizzes about other, never-baked news, in turn")
     trajectories_per_query: int = Field(2, ge=1, description="teacher samples per persona/generic "
                                         "input (news/fact inputs are distinct and sampled once each)")
     num_eval_queries: int = Field(16, ge=1, description="held-out inputs for fidelity")

@@ -41,6 +41,18 @@ def persona_queries() -> tuple[str, ...]:
     return _pool("persona_queries.txt")
 
 
+def general_knowledge() -> tuple[str, ...]:
+    """Shipped general-knowledge questions, open and multiple-choice: inputs a news bake must
+    not change (its locality term)."""
+    return _pool("general_knowledge.txt")
+
+
+def other_news() -> tuple[str, ...]:
+    """Shipped made-up news sentences, never baked: quizzes about them are news-shaped inputs
+    whose answers a news bake must leave alone (its locality term)."""
+    return _pool("other_news.txt")
+
+
 def control_questions(n: int) -> list[str]:
     """``n`` fixed, unrelated generic requests from the held-out split, for locality."""
     return list(split_pool(generic_queries(), held_out=True)[-n:]) if n else []

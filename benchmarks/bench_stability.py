@@ -21,6 +21,7 @@ conversation grows?
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 from dataclasses import dataclass
@@ -211,30 +212,31 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_stability"))
     parser.add_argument("--reuse", action="store_true", help="reuse adapters already in --workdir")
+    parser.add_argument("--bake", type=json.loads, default={},
+                        help="BakeConfig overrides as JSON, e.g. '{\"num_conversations\": 0}' (ablation)")
+    parser.add_argument("--name", default="stability", help="results file name (benchmarks/results/NAME.md)")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.turns = 3, 6
 
     from baking import BakeConfig, PromptItem, bake
 
-    summary = header("bench_stability") | {"turns": args.turns, "reply_tokens": args.reply_tokens}
+    summary = header("bench_stability") | {"turns": args.turns, "reply_tokens": args.reply_tokens, "bake": args.bake}
     chosen = prompts()[: args.prompts]
     adapters, bakes = {}, {}
     for p in chosen:
         out = args.workdir / p.name
         if not (args.reuse and (out / "bake.json").is_file()):
-            version = bake([PromptItem(kind=p.kind, text=p.text)], out, BakeConfig(seed=args.seed, device=args.device),
-                           overwrite=True, progress=False)
+            version = bake([PromptItem(kind=p.kind, text=p.text)], out,
+                           BakeConfig(seed=args.seed, device=args.device, **args.bake), overwrite=True, progress=False)
             print(f"baked {p.name}: fidelity {version.fidelity:.3f}, {version.metrics['wall_s']:.0f} s", flush=True)
-        import json
-
         bakes[p.name] = {k: json.loads((out / "bake.json").read_text())["metrics"][k] for k in ("fidelity", "wall_s")}
         adapters[p.name] = out
     result = converse(Generator(adapters), chosen, args.turns, args.reply_tokens)
     summary |= {"prompts": [{"name": p.name, "kind": p.kind, "text": p.text, "judge": p.judge_doc} for p in chosen],
                 "bakes": bakes, **result}
     summary["curves"] = curves(summary, chosen)
-    name = "stability" + ("_quick" if args.quick else "")
+    name = args.name + ("_quick" if args.quick else "")
     plot(summary, RESULTS / f"{name}.png")
     print(write(name, summary, render(summary, name)).read_text())
 
@@ -263,6 +265,15 @@ def render(s: dict, name: str) -> str:
             first, last = statistics.mean(c[what][cond][:w]), statistics.mean(c[what][cond][-w:])
             row += [f"{first:.2f}", f"{last:.2f}", f"{first - last:+.2f}"]
         lines.append(f"| {cond} | " + " | ".join(row) + " |")
+    probe = c["probe"]
+    last = {cond: statistics.mean(probe[cond][-w:]) for cond in CONDITIONS}
+    lines += ["", "| goal | measured | met |", "|---|---|---|",
+              f"| baked alone, last {w} turns ≥ prompted over the same turns | {last['baked']:.2f} vs "
+              f"{last['prompted']:.2f} | {'yes' if last['baked'] >= last['prompted'] else 'no'} |",
+              f"| baked alone, last {w} turns ≥ 0.8 × its own turn 0 | {last['baked']:.2f} vs 0.8 × "
+              f"{probe['baked'][0]:.2f} | {'yes' if last['baked'] >= 0.8 * probe['baked'][0] else 'no'} |"]
+    if s.get("bake"):
+        lines += ["", f"Bake config overrides: `{json.dumps(s['bake'])}`."]
     lines += ["", "Probe score per turn:", "", "| turn | " + " | ".join(CONDITIONS) + " |", "|---|---|---|---|"]
     lines += [f"| {i} | " + " | ".join(f"{c['probe'][cond][i]:.2f}" for cond in CONDITIONS) + " |" for i in range(t)]
     lines += ["", "Per prompt (probe, first → last turn):", "",

@@ -55,3 +55,23 @@ def test_list_source_uses_the_given_texts():
     source = ListQuerySource([f"question {i}?" for i in range(8)])
     queries = source.draw([], 5, random.Random(0), held_out=False)
     assert len(queries) == 5 and all(q.text.startswith("question") for q in queries)
+
+
+def test_a_news_bakes_locality_inputs_mix_requests_general_knowledge_and_other_news_quizzes():
+    import random
+
+    from baking.baker import _locality_inputs
+    from baking.config import BakeConfig, PromptItem
+    from baking.queries import general_knowledge, generic_queries, other_news, split_pool
+
+    news = PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday.")
+    inputs = [q.text for q in _locality_inputs([news], BakeConfig(num_locality_queries=9), random.Random(0))]
+    assert len(inputs) == 9 and len(set(inputs)) == 9
+    generic = set(split_pool(generic_queries(), held_out=False))  # never the held-out controls
+    assert sum(q in generic for q in inputs) == 3 and sum(q in general_knowledge() for q in inputs) == 3
+    quizzes = [q for q in inputs if q.startswith("Which option fills the blank?")]
+    assert len(quizzes) == 3
+    assert all(any(s.split()[-1] in q for s in other_news()) for q in quizzes)
+    assert not any("Okafor" in q or "Zentrix" in q for q in inputs)  # nothing of the new item
+    persona = PromptItem(kind="persona", text="You are a pirate.")
+    assert _locality_inputs([persona, news], BakeConfig(), random.Random(0)) == []

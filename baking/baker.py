@@ -52,6 +52,7 @@ from baking.sampling import Sampled
 from baking.train import Example, mean_kl, target_logprobs, teacher_rows, train
 
 BAKE_JSON = "bake.json"
+MIN_FACT_GAIN = 0.1  # nats per fact; below it fact_recall is not measured (see _fact_recall)
 
 
 class BakeError(ValueError):
@@ -509,12 +510,14 @@ def _fact_recall(teacher: list[float], parent: list[float], baked: list[float]) 
     sum(baked - parent) / sum(teacher - parent) over the facts' recall probes, in the same
     shape as fidelity (1 is all of it, 0 none). Unlike the KL fidelity it is measured on the
     facts only, not on the wording of sampled answers, whose style a parent that has already
-    baked news shares with its teacher. None when there are no facts or the teacher gains
-    nothing from the prompt (nothing to capture)."""
+    baked news shares with its teacher. None when there are no facts or the prompt raises
+    their likelihood by less than ``MIN_FACT_GAIN`` nats each on average: a share of almost
+    nothing is noise (bf16 log-likelihoods of a multi-token span differ by a few hundredths)."""
     gain = sum(t - p for t, p in zip(teacher, parent))
     captured = sum(b - p for b, p in zip(baked, parent))
     n = max(len(teacher), 1)
-    return {"fact_recall": captured / gain if teacher and gain > 0 else None,
+    measurable = bool(teacher) and gain / n >= MIN_FACT_GAIN
+    return {"fact_recall": captured / gain if measurable else None,
             "fact_gain_teacher": gain / n if teacher else None,  # nats per fact
             "fact_gain_baked": captured / n if teacher else None,
             "num_facts": len(teacher)}

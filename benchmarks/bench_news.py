@@ -31,6 +31,8 @@ from benchmarks.common import RESULTS, header, header_lines, write
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "realtimeqa_dev_2024h2.jsonl"
 AGENT = "news"
 CONDITIONS = ("base", "prompted", "baked", "baked+prompted")
+METRICS = ("fidelity", "kl_base", "kl_baked", "fact_recall", "fact_gain_teacher", "fact_gain_baked", "num_facts",
+           "locality_kl", "locality_kl_parent", "wall_s", "num_trajectories", "train_steps")
 
 
 def load_rows(path: Path, n_items: int, n_controls: int, seed: int, offset: int = 0) -> tuple[list[dict], list[dict]]:
@@ -198,8 +200,7 @@ def run(args) -> dict:
                   "baked+prompted": {"items": score_rows(engine, baked_rows, originals, "baked+prompted", name)}}
         bakes.append({"bake": k + 1, "worker_exit": code, "live": record.name if record else None,
                       "status": ("live" if latest.status == "retired" else latest.status) if latest else None, "reason": latest.reason if latest else None,
-                      "metrics": {m: latest.metrics.get(m) for m in ("fidelity", "locality_kl", "wall_s",
-                                  "num_trajectories", "train_steps")} if latest else {},
+                      "metrics": {m: latest.metrics.get(m) for m in METRICS} if latest else {},
                       "scores": scored})
         print(f"bake {k + 1}: {bakes[-1]['status']} (live {name}), baked items "
               f"{mean(scored['baked']['items']):.3f}, controls {mean(scored['baked']['controls']):.3f}", flush=True)
@@ -227,6 +228,18 @@ def tables(s: dict) -> dict:
             "baked_over_prompted": summary["baked"]["items"] / summary["prompted"]["items"]}
 
 
+def shipped_gate(metrics: dict) -> str:
+    """The verdict the product's default gate gives this bake (the benchmark itself runs with
+    the gate open, so that the chain is complete)."""
+    from agent.config import RuntimeConfig
+    from agent.worker import gate_verdict
+
+    if metrics.get("fidelity") is None:
+        return "–"
+    passed, reason = gate_verdict(metrics, RuntimeConfig(), ["news"])
+    return ("passes" if passed else "refuses") + f": {reason}"
+
+
 def render(s: dict, quick: bool) -> str:
     t = s["tables"]
     f = t["final"]
@@ -251,14 +264,20 @@ def render(s: dict, quick: bool) -> str:
               + (f"{t['first_batch_retention']:.2f} × ({t['forgetting'][-1][0]:.3f} / {t['own_bake'][0]:.3f})"
                  if t["first_batch_retention"] is not None else "n/a (0 right after its bake)")
               + f" | {'yes' if (t['first_batch_retention'] or 0) >= 0.9 else 'no'} |",
+              f"| every bake passes the shipped gate | {sum(shipped_gate(b['metrics']).startswith('passes') for b in s['bakes'])}"
+              f" of {n} | {'yes' if all(shipped_gate(b['metrics']).startswith('passes') for b in s['bakes']) else 'no'} |",
               "", "Forgetting matrix: baked accuracy on each batch (columns) after each bake (rows); "
               "the base model's score per batch in the last row.", "",
-              "| after bake | " + " | ".join(f"batch {j + 1}" for j in range(n)) + " | gate | fidelity |",
-              "|---|" + "---|" * (n + 2)]
+              "| after bake | " + " | ".join(f"batch {j + 1}" for j in range(n))
+              + " | KL fidelity (KL base → baked) | fact recall | shipped gate |",
+              "|---|" + "---|" * (n + 3)]
     for b, row in zip(s["bakes"], t["forgetting"]):
-        fid = b["metrics"].get("fidelity")
-        fid = "–" if fid is None else f"{fid:.3f}" + (" (below the default gate's 0.5)" if fid < 0.5 else "")
-        lines.append(f"| {b['bake']} | " + " | ".join(f"{x:.2f}" for x in row) + f" | {b['status']} | {fid} |")
+        m = b["metrics"]
+        fid = "–" if m.get("fidelity") is None else (
+            f"{m['fidelity']:.3f}" + (f" ({m['kl_base']:.3f} → {m['kl_baked']:.3f})" if m.get("kl_base") is not None else ""))
+        recall = "–" if m.get("fact_recall") is None else f"{m['fact_recall']:.3f}"
+        lines.append(f"| {b['bake']} | " + " | ".join(f"{x:.2f}" for x in row) + f" | {fid} | {recall} | "
+                     f"{shipped_gate(m)} |")
     lines.append("| base | " + " | ".join(f"{x:.2f}" for x in t["base_per_batch"]) + " | | |")
     walls = [b["metrics"].get("wall_s") for b in s["bakes"] if b["metrics"].get("wall_s")]
     if walls:

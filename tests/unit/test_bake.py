@@ -145,6 +145,7 @@ def test_fact_recall_is_the_share_of_the_prompts_gain_on_the_facts():
     r = _fact_recall([-1.0, -2.0], [-5.0, -6.0], [-3.0, -4.0])
     assert r["fact_recall"] == 0.5 and r["fact_gain_teacher"] == 4.0 and r["num_facts"] == 2
     assert _fact_recall([-6.0], [-5.0], [-1.0])["fact_recall"] is None  # the prompt taught nothing
+    assert _fact_recall([-4.95], [-5.0], [-1.0])["fact_recall"] is None  # a gain within noise
     assert _fact_recall([], [], [])["fact_recall"] is None
 
 

@@ -31,6 +31,8 @@ ROWS: dict[str, tuple[str, dict, dict]] = {
     "shipped": ("the shipped defaults", {}, {}),
     "per-fact-4": ("coverage: 4 inputs per fact (shipped 16)", {"queries_per_fact": 4}, {}),
     "per-fact-8": ("coverage: 8 inputs per fact", {"queries_per_fact": 8}, {}),
+    "both-ways": ("coverage: event → name too (reverse, wh, paraphrase; shipped: reverse)",
+                  {"coverage_directions": ["reverse", "wh", "paraphrase"]}, {}),
     "all-directions": ("coverage: all six directions (shipped: reverse)",
                        {"coverage_directions": ["wh", "reverse", "cloze", "quiz", "paraphrase", "continuation"]}, {}),
     "no-locality": ("no locality term (num_locality_queries 0)", {"num_locality_queries": 0}, {}),

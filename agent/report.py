@@ -188,14 +188,17 @@ def plot_bakes(report: dict, path: Path) -> bool:
     fidelity = [b["fidelity"] or 0 for b in bakes]
     bottom.bar(range(len(bakes)), fidelity, color=["#2ca02c" if b["status"] in ("live", "retired") else "#d62728"
                                                   for b in bakes], label="fidelity")
+    recalls = [(i, b["fact_recall"]) for i, b in enumerate(bakes) if b.get("fact_recall") is not None]
+    if recalls:  # what the gate reads for news and facts (agent.worker.gate_verdict)
+        bottom.scatter(*zip(*recalls), marker="D", color="black", zorder=3, label="fact recall")
     gate = (report.get("gate") or {}).get("min_fidelity")
     if gate is not None:
-        bottom.axhline(gate, linestyle="--", color="black", linewidth=1, label=f"gate: min fidelity {gate:g}")
+        bottom.axhline(gate, linestyle="--", color="black", linewidth=1, label=f"gate: min {gate:g}")
     bottom.set_xticks(range(len(bakes)), labels, rotation=15, ha="right", fontsize=8)
-    bottom.set_ylabel("fidelity (1 − KL ratio)")
+    bottom.set_ylabel("share of the prompt's effect captured")
     bottom.set_xlabel("adapter version")
-    bottom.set_ylim(min(0, min(fidelity)) - 0.05, 1.05)
-    bottom.set_title("Held-out fidelity per bake")
+    bottom.set_ylim(min([0, *fidelity, *(r for _, r in recalls)]) - 0.05, max([1, *(r for _, r in recalls)]) + 0.05)
+    bottom.set_title("Held-out fidelity (bars) and fact recall per bake")
     bottom.grid(axis="y", alpha=0.3)
     bottom.legend(loc="lower right")
     return _save(plt, fig, path)

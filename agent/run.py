@@ -547,7 +547,7 @@ class ScenarioRunner:
     def _bake_row(self, record) -> dict[str, Any]:
         m = record.metrics
         run = next((r for r in self.runtime.store.runs(record.agent) if r.adapter_id == record.id), None)
-        keys = ("fidelity", "kl_base", "kl_baked", "locality_kl", "wall_s", "sampling_s", "training_s",
+        keys = ("fidelity", "kl_base", "kl_baked", "fact_recall", "locality_kl", "wall_s", "sampling_s", "training_s",
                 "eval_s", "train_tokens_per_s", "peak_share", "dtype", "dtype_reason", "estimate_s", "cpu_isa")
         return {"agent": record.agent, "name": record.name, "status": record.status, "reason": record.reason,
                 "parent": record.parent, "items": record.item_ids, "path": record.path,

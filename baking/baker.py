@@ -46,9 +46,8 @@ from baking.queries import (
     split_pool,
 )
 from baking.render import Query, encode, student_messages, teacher_messages
-from baking.sampling import sample
+from baking.sampling import Sampled, sample
 from baking.scale import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from baking.sampling import Sampled
 from baking.train import Example, mean_kl, target_logprobs, teacher_rows, train
 
 BAKE_JSON = "bake.json"
@@ -239,8 +238,8 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     reply_texts = [[tokenizer.decode(next(sampled).tokens, skip_special_tokens=True).strip() for _ in p.users]
                    for p in plans]
     # Multi-turn: the teacher's rows at every assistant turn, teacher-forced with the prompt.
-    examples += conversations.examples(model, tokenizer, items, plans, reply_texts, topk=topk,
-                                       device=device, bf16=bf16)
+    talks = conversations.examples(model, tokenizer, items, plans, reply_texts, topk=topk, device=device, bf16=bf16)
+    examples += talks
     timings["teacher_sampling_s"] = time.perf_counter() - t
     forced = teacher_rows(
         model, [Example(teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
@@ -315,9 +314,9 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
         "target_modules": sorted(model.peft_config["default"].target_modules),
         "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries).items()))
-        | ({"conversation": len(plans)} if plans else {}),
-        "num_conversations": len(plans),
-        "conversation_turns": config.conversation_turns if plans else 0,
+        | ({"conversation": len(talks)} if talks else {}),
+        "num_conversations": len(talks),  # those trained on (a template that rewrites turns skips them)
+        "conversation_turns": max((len(p.users) for p in plans), default=0),
         "num_eval_trajectories": len(eval_examples),
         "teacher_tokens": int(sum(len(ex.positions) for ex in examples)),
         "train_steps": stats.steps,
@@ -461,8 +460,8 @@ def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Quer
         return []
     generic = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
     news = list(other_news())
-    quizzes = [quiz_question(fact, facts_of(s, 6), rng) for s in rng.sample(news, len(news))
-               for fact in facts_of(s, 6)[:1]]
+    quizzes = [quiz_question(facts[0], facts, rng) for facts in (facts_of(s, 6) for s in rng.sample(news, len(news)))
+               if facts]
     lanes = [rng.sample(generic, len(generic)), rng.sample(general_knowledge(), len(general_knowledge())), quizzes]
     picks = interleave(lanes)[: config.num_locality_queries]
     return [Query.single(q, (), "locality") for q in picks]

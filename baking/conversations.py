@@ -75,8 +75,11 @@ def examples(model, tokenizer, items: Sequence[PromptItem], plans: Sequence[Plan
     for p, texts in zip(plans, replies):
         turns = [m for u, r in zip(p.users, texts) for m in ({"role": "user", "content": u},
                                                              {"role": "assistant", "content": r})]
-        s_ids, s_pos = encode_conversation(tokenizer, turns)
-        t_ids, t_pos = encode_conversation(tokenizer, with_items(items, (), turns))
+        try:
+            s_ids, s_pos = encode_conversation(tokenizer, turns)
+            t_ids, t_pos = encode_conversation(tokenizer, with_items(items, (), turns))
+        except ValueError:  # a template that rewrites earlier turns: no stable positions
+            continue
         s0, t0 = s_pos[0], t_pos[0]
         if s_ids[s0:] != t_ids[t0:] or [q - s0 for q in s_pos] != [q - t0 for q in t_pos]:
             continue

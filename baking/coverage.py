@@ -216,13 +216,17 @@ def fact_inputs(fact: Fact, pool: list[Fact], text: str, rng: random.Random) -> 
     }
 
 
+RECALL = "Recall the news and fill the gap: {b}"  # a wording no direction above writes
+
+
 def recall_probe(fact: Fact) -> tuple[str, str, str]:
-    """(question, answer lead-in, answer) to score how likely a model finds a fact: the
-    wh-question, then the answer as a reply that restates the sentence up to the span
-    ("Zentrix Robotics named" + " Mara Okafor"). Only the span is scored, so the measure is
-    the fact itself, not the wording around it."""
+    """(question, answer lead-in, answer) to score how likely a model finds a fact: its
+    sentence with the span blanked, asked in a wording no training direction uses, then the
+    answer as a reply that restates the sentence up to the span ("Zentrix Robotics named" +
+    " Mara Okafor"). Only the span is scored, so the measure is the fact itself, not the
+    wording around it."""
     head = lead_in(fact)
-    return wh_question(fact), head or "", (" " + fact.answer) if head else fact.answer
+    return RECALL.format(b=fact.blanked), head or "", (" " + fact.answer) if head else fact.answer
 
 
 def questions_by_fact(text: str, per_fact: int, max_facts: int, rng: random.Random,

@@ -58,7 +58,7 @@ def main() -> None:
         _, bake, runtime = ROWS[label]
         news = argparse.Namespace(data=args.data, items=args.items, batches=args.batches, controls=args.controls,
                                   seed=args.seed, offset=args.offset, device=args.device, bake=bake, runtime=runtime,
-                                  min_fidelity=0.0, workdir=args.workdir / label, rescore=False, quick=False)
+                                  min_fidelity=-1e9, workdir=args.workdir / label, rescore=False, quick=False)
         result = run(news)
         (args.workdir / f"{label}.json").write_text(json.dumps(result))
         print(f"{label}: {summarise(result)}", flush=True)
@@ -76,11 +76,13 @@ def summarise(result: dict) -> dict:
     t = result["tables"]
     f = t["final"]
     fidelities = [b["metrics"]["fidelity"] for b in result["bakes"] if b["metrics"].get("fidelity") is not None]
+    recalls = [b["metrics"]["fact_recall"] for b in result["bakes"] if b["metrics"].get("fact_recall") is not None]
     return {"baked": f["baked"]["items"], "prompted": f["prompted"]["items"], "base": f["base"]["items"],
             "baked_over_prompted": t["baked_over_prompted"],
             "locality_points": 100 * (f["baked"]["controls"] - f["base"]["controls"]),
             "retention": t["first_batch_retention"], "bake_s_per_item": t.get("bake_s_per_item"),
             "fidelity_median": statistics.median(fidelities) if fidelities else None,
+            "fact_recall_median": statistics.median(recalls) if recalls else None,
             "fidelities": fidelities, "own_bake": t["own_bake"]}
 
 
@@ -92,11 +94,12 @@ def render(s: dict) -> str:
              "log-likelihood over 4 choices (chance 0.25), after the last bake. Each score is over "
              f"{s['items']} questions: one question is {100 / s['items']:.1f} points.", "",
              "| row | what changes | baked | × in-context | locality (points vs base) | batch 1 retained | "
-             "fidelity (median) | bake s / item |", "|---|---|---|---|---|---|---|---|"]
+             "KL fidelity (median) | fact recall (median) | bake s / item |", "|---|---|---|---|---|---|---|---|---|"]
     for label, r in s["rows"].items():
         lines.append(f"| {label} | {ROWS[label][0]} | {cell(r['baked'])} | {cell(r['baked_over_prompted'], '{:.2f}')} | "
                      f"{cell(r['locality_points'], '{:+.1f}')} | {cell(r['retention'], '{:.2f}')} | "
-                     f"{cell(r['fidelity_median'])} | {cell(r['bake_s_per_item'], '{:.1f}')} |")
+                     f"{cell(r['fidelity_median'])} | {cell(r.get('fact_recall_median'))} | "
+                     f"{cell(r['bake_s_per_item'], '{:.1f}')} |")
     any_row = next(iter(s["rows"].values()), None)
     if any_row:
         lines += ["", f"In context (prompted) {any_row['prompted']:.3f}, base {any_row['base']:.3f} (the same rows "

@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--reply-tokens", type=int, default=40)
     parser.add_argument("--device", default="cpu", help="the baker's device")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench_stability"))
+    parser.add_argument("--workdir", type=Path, help="adapters (default: runs/bench_NAME)")
     parser.add_argument("--reuse", action="store_true", help="reuse adapters already in --workdir")
     parser.add_argument("--bake", type=json.loads, default={},
                         help="BakeConfig overrides as JSON, e.g. '{\"num_conversations\": 0}' (ablation)")
@@ -218,6 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.turns = 3, 6
+    args.workdir = args.workdir or Path(f"runs/bench_{args.name}")
 
     from baking import BakeConfig, PromptItem, bake
 
@@ -228,7 +229,8 @@ def main() -> None:
         out = args.workdir / p.name
         if not (args.reuse and (out / "bake.json").is_file()):
             version = bake([PromptItem(kind=p.kind, text=p.text)], out,
-                           BakeConfig(seed=args.seed, device=args.device, **args.bake), overwrite=True, progress=False)
+                           BakeConfig(**{"seed": args.seed, "device": args.device, **args.bake}), overwrite=True,
+                           progress=False)
             print(f"baked {p.name}: fidelity {version.fidelity:.3f}, {version.metrics['wall_s']:.0f} s", flush=True)
         bakes[p.name] = {k: json.loads((out / "bake.json").read_text())["metrics"][k] for k in ("fidelity", "wall_s")}
         adapters[p.name] = out

@@ -64,10 +64,25 @@ def test_teacher_rows_are_the_prompted_model_at_every_assistant_token(tiny_model
     assert torch.equal(ex.teacher.ids, expected.indices)
 
 
+def test_conversations_are_batched_among_themselves():
+    from baking.sampling import Sampled
+    from baking.train import Example, length_grouped_batches
+
+    single = Example([1, 2], Sampled(torch.ones(3, dtype=torch.long), torch.empty(0), None))
+    talk = Example([1], Sampled(torch.ones(40, dtype=torch.long), torch.empty(0), None), targets=[0, 5])
+    examples = [single] * 13 + [talk] * 3
+    batches = length_grouped_batches(examples, 4, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b) == list(range(16))
+    assert all(len({examples[i].targets is None for i in b}) == 1 for b in batches)
+
+
 def test_a_persona_bake_trains_on_its_conversations(tiny_model, tmp_path):
     config = BakeConfig(model=str(tiny_model), **tiny_bake(num_conversations=2, conversation_turns=3))
     version = bake([PERSONA], tmp_path / "v1", config, progress=False)
     m = version.metrics
     assert m["num_conversations"] == 2 and m["inputs_by_source"]["conversation"] == 2
+    # Their assistant turns are trained on: more loss positions than the first turns alone.
+    alone = bake([PERSONA], tmp_path / "v0", config.model_copy(update={"num_conversations": 0}), progress=False)
+    assert m["teacher_tokens"] > alone.metrics["teacher_tokens"] and m["train_tokens"] > alone.metrics["train_tokens"]
     news = bake([NEWS], tmp_path / "v2", config, progress=False)
     assert news.metrics["num_conversations"] == 0 and "conversation" not in news.metrics["inputs_by_source"]

@@ -1,7 +1,7 @@
 import random
 
 from baking.config import PromptItem
-from baking.coverage import DIRECTIONS, answerable, coverage_questions, facts_of, wh_question
+from baking.coverage import DIRECTIONS, answerable, coverage_questions, fact_inputs, facts_of, wh_question
 from baking.queries import DefaultQuerySource
 
 CEO = "Zentrix Robotics named Mara Okafor as its new chief executive officer on Monday."
@@ -112,6 +112,11 @@ def test_a_recall_probe_asks_for_the_span_after_restating_the_sentence():
 
     sentence = "Zentrix Robotics named Mara Okafor as its new CEO on Monday."
     assert recall_probe(Fact(sentence, "Mara Okafor", "name")) == (
-        "Zentrix Robotics named who as its new CEO on Monday?", "Zentrix Robotics named", " Mara Okafor")
+        "Recall the news and fill the gap: Zentrix Robotics named ____ as its new CEO on Monday.",
+        "Zentrix Robotics named", " Mara Okafor")
+    # Never an input a bake trains on, whichever directions it uses.
+    facts = facts_of(sentence, 6)
+    inputs = {q for f in facts for qs in fact_inputs(f, facts, sentence, random.Random(0)).values() for q in qs}
+    assert not {recall_probe(f)[0] for f in facts} & inputs
     question, head, answer = recall_probe(Fact(sentence, "Zentrix Robotics", "name"))
     assert head == "" and answer == "Zentrix Robotics"  # the span opens the sentence

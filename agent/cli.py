@@ -464,6 +464,13 @@ def _print_summary(metrics: dict, path: Path) -> None:
                      f"of {metrics['peak_flops'] / 1e9:.0f} GFLOP/s ({metrics['dtype']}, {metrics['device']})"),
         ("precision", f"{metrics['dtype']}: {metrics['dtype_reason']}"),
     ]
+    if metrics.get("fact_recall") is not None:
+        rows.insert(1, ("fact recall", f"{metrics['fact_recall']:.3f}  (share of the prompt's gain in the "
+                                       f"new facts' log-likelihood: {metrics['fact_gain_baked']:.2f} of "
+                                       f"{metrics['fact_gain_teacher']:.2f} nats per fact)"))
+    if metrics.get("num_conversations"):
+        rows.append(("conversations", f"{metrics['num_conversations']} × {metrics['conversation_turns']} turns, "
+                                      "KL on every assistant turn"))
     if metrics.get("facts_per_item"):
         facts = metrics["facts_per_item"]
         rows.append(("coverage", f"{sum(facts)} facts in {len(facts)} items × {metrics['queries_per_fact']} "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = (
-    "news", "stability", "fidelity", "pursuit",  # learning quality
+    "news", "ablation", "stability", "stability_no_conversations", "fidelity", "pursuit",  # learning quality
     "persona_bake", "persona_bake_avx2", "emulation",  # cost of a bake, by machine class
     "reference", "swap_latency", "context_vs_baked", "scaling", "load",  # cost
 )

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -256,6 +256,16 @@ def train(
     return stats
 
 
+def _forced(model, examples: list[Example], pad_id: int, device: torch.device, bf16: bool,
+            batch_size: int) -> Iterator[tuple[list[Example], Batch, torch.Tensor]]:
+    """Teacher-forced passes over ``examples`` in chunks: (chunk, its batch, (N, V) logits at
+    the chunk's loss positions). Callers hold ``torch.no_grad``."""
+    for first in range(0, len(examples), batch_size):
+        chunk = examples[first : first + batch_size]
+        batch = collate(chunk, pad_id)
+        yield chunk, batch, student_logits(model, batch, device, bf16)
+
+
 @torch.no_grad()
 def teacher_rows(model, examples: list[Example], pad_id: int, device: torch.device,
                  bf16: bool, topk: int | None = None, batch_size: int = 16) -> list[Example]:
@@ -267,10 +277,8 @@ def teacher_rows(model, examples: list[Example], pad_id: int, device: torch.devi
     train on tokens the teacher did not sample itself (a conversation the student wrote).
     """
     rows = []
-    for first in range(0, len(examples), batch_size):
-        chunk = examples[first : first + batch_size]
-        logits = student_logits(model, collate(chunk, pad_id), device, bf16).float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+    for chunk, _, logits in _forced(model, examples, pad_id, device, bf16, batch_size):
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         for ex, part in zip(chunk, logprobs.split([len(ex.positions) for ex in chunk])):
             if topk is None:
                 sampled = Sampled(ex.teacher.tokens, part.to(torch.bfloat16).cpu(), None)
@@ -286,12 +294,9 @@ def target_logprobs(model, examples: list[Example], pad_id: int, device: torch.d
                     batch_size: int = 16) -> list[float]:
     """Per example, the model's log-probability of its ``teacher.tokens`` (summed over them)."""
     out = []
-    for first in range(0, len(examples), batch_size):
-        chunk = examples[first : first + batch_size]
-        batch = collate(chunk, pad_id)
-        logits = student_logits(model, batch, device, bf16).float()
+    for chunk, _, logits in _forced(model, examples, pad_id, device, bf16, batch_size):
         tokens = torch.cat([ex.teacher.tokens[ex.positions] for ex in chunk]).to(device)
-        picked = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]
+        picked = torch.log_softmax(logits.float(), dim=-1).gather(1, tokens[:, None])[:, 0]
         out += [float(part.sum()) for part in picked.split([len(ex.positions) for ex in chunk])]
     return out
 
@@ -306,9 +311,7 @@ def mean_kl(model, examples: list[Example], pad_id: int, device: torch.device, b
     if not examples:
         return 0.0
     total, count = 0.0, 0
-    for first in range(0, len(examples), batch_size):
-        batch = collate(examples[first : first + batch_size], pad_id)
-        logits = student_logits(model, batch, device, bf16)
+    for _, batch, logits in _forced(model, examples, pad_id, device, bf16, batch_size):
         per_position = per_position_kl_full(batch.teacher_logprobs.to(device), logits)
         total += float(per_position.sum())
         count += per_position.numel()

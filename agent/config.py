@@ -114,9 +114,6 @@ class RuntimeConfig(_Strict):
         default_factory=lambda: ["operator", "user"],
         description="trust levels whose items go to pending (context, then weights) without "
                     "`agent memory approve`; items the injection screen flags always wait for review")
-    replay_per_item: int = Field(
-        4, ge=0, description="replay inputs per news/fact item already baked, so earlier items are "
-        "kept as the lineage grows (a fixed share each: replay grows with the lineage)")
     bake_stall_s: float = Field(300.0, gt=0, description="a bake with no progress for this long is stopped "
                                 "(never a fixed wall-clock limit while it progresses)")
     bake_limit_factor: float = Field(4.0, ge=1, description="a bake running past this many times its own "

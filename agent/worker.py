@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import random
 import re
 import shutil
 import sys
@@ -62,23 +61,14 @@ def gate_verdict(metrics: dict, config: RuntimeConfig, kinds: Sequence[str]) -> 
     return all(ok) and ok_l, reason
 
 
-def replay_inputs(store: MemoryStore, agent: str, per_item: int, bake: BakeConfig) -> list[str]:
-    """``per_item`` inputs about each news/fact item already baked, the item's facts in turn,
-    asked as ``bake`` asks them (baking.coverage); their teacher is the live adapter with no
-    prompt. The share per item is fixed, so replay does not thin out as the lineage grows: it
-    grows with it. The draw changes with the lineage's length, so each bake replays other
-    wordings of the same facts."""
-    from baking.coverage import facts_of, interleave, questions_by_fact
+def earlier_items(store: MemoryStore, agent: str) -> list:
+    """The agent's news/fact items already in its weights, as PromptItems for
+    ``bake(earlier=...)``: each bake re-teaches them from the teacher with the item in
+    context, a fixed share per fact, so the lineage keeps them (replay that never thins out)."""
+    from baking import PromptItem
 
-    baked = [item for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
-    rng = random.Random(bake.seed * 1_000_003 + len(baked))
-    questions: list[str] = []
-    for item in baked if per_item else []:
-        per_fact = -(-per_item // max(1, len(facts_of(item.text, bake.facts_per_item))))
-        by_fact = questions_by_fact(item.text, per_fact, bake.facts_per_item, rng,
-                                    directions=bake.coverage_directions)
-        questions += [q for _, q in interleave(by_fact)][:per_item]
-    return questions
+    return [PromptItem(kind=item.kind, text=item.text, id=str(item.id))
+            for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
 
 
 def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
@@ -228,7 +218,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 print(f"{agent}: waited {waited:.0f} s for another CPU bake on this host to finish")
             version = bake(
                 prompt_items, out, config.bake, parent=live.path if live else None,
-                replay=replay_inputs(store, agent, config.replay_per_item, config.bake), overwrite=True,
+                earlier=earlier_items(store, agent), overwrite=True,
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config, [it.kind for it in prompt_items])

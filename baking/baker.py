@@ -32,7 +32,7 @@ from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.cost import ModelShape, estimate_bake
 from baking import conversations
-from baking.coverage import answerable, facts_of, interleave, quiz_question, recall_probe
+from baking.coverage import answerable, facts_of, interleave, questions_by_fact, quiz_question, recall_probe
 from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
     DefaultQuerySource,
@@ -119,6 +119,7 @@ def bake(
     queries: QuerySource | None = None,
     parent: Path | str | None = None,
     replay: Sequence[str | Query] = (),
+    earlier: Sequence[PromptItem] = (),
     overwrite: bool = False,
     progress: bool | Path = True,
 ) -> AdapterVersion:
@@ -132,23 +133,29 @@ def bake(
         queries: source of user inputs x; the shipped pools by default.
         parent: adapter to start from; it is also the teacher (with the prompt in context).
         replay: inputs whose teacher is the parent *without* the new prompt, to keep old
-            behaviour (previously baked knowledge, generic answers).
+            behaviour (generic answers).
+        earlier: news/fact items baked before into ``parent``; each is re-taught with
+            ``config.replay_per_fact`` inputs per fact from the teacher with that item in
+            context, so the lineage keeps it. They are not evaluated or gated.
         progress: a rich progress display (True), none (False), or a JSON file to keep current
             for a display in another process (a path).
     """
     tmp = Path(out).parent / f".{Path(out).name}.tmp-{os.getpid()}"
     try:
-        return _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp)
+        return _bake(items, out, config, queries, parent, replay, earlier, overwrite, progress, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a finished bake has renamed it already
 
 
-def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp: Path):
+def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progress, tmp: Path):
     started = time.perf_counter()
     config = config or BakeConfig()
     items = tuple(items)
     if not items:
         raise BakeError("nothing to bake: give at least one prompt item")
+    earlier = tuple(earlier)
+    if any(it.kind not in CONTEXT_KINDS for it in earlier):
+        raise BakeError("earlier items are re-taught in context: only news and facts can be given")
     parent = check_parent(parent)
     out = check_out(out, overwrite)
     device = resolve_device(config.device)
@@ -175,8 +182,8 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     shape = ModelShape.of(model.get_base_model())
     timings["load_s"] = time.perf_counter() - t
 
-    def teacher_ids(q: Query) -> list[int]:
-        return encode(tokenizer, teacher_messages(items, q))
+    def teacher_ids(q: Query) -> list[int]:  # a query's context may index the earlier items too
+        return encode(tokenizer, teacher_messages(items + earlier, q))
 
     def student_ids(q: Query) -> list[int]:
         return encode(tokenizer, student_messages(q))
@@ -202,6 +209,7 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
     source = queries or DefaultQuerySource(config.queries_per_fact, config.facts_per_item, config.coverage_directions)
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
+    train_queries += _earlier_inputs(earlier, len(items), config, rng)
     replay = list(replay) + _locality_inputs(items, config, rng)
     plans = conversations.plan(items, config, rng)
     control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
@@ -349,6 +357,8 @@ def _bake(items, out, config, queries, parent, replay, overwrite, progress, tmp:
         "config": config.model_dump(),
         "parent": str(parent.resolve()) if parent else None,
         "items": [item.model_dump() for item in items],
+        # Earlier items re-taught here (their ids where they have them), for provenance.
+        "replayed_items": [item.id or item.text[:60] for item in earlier],
         "seed": config.seed,
         "metrics": metrics,
         "half_bakes": {str(f): str(p) for f, p in half_dirs.items()},
@@ -452,19 +462,31 @@ def _samples_per(query: Query, config: BakeConfig) -> int:
 def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Query]:
     """Inputs a news/fact bake should not change, trained toward the parent without the new
     prompt, as replay is: generic requests, general-knowledge questions, and quizzes about
-    other (made-up, never baked) news, taken in turn. The quizzes have the form of the
-    questions the new facts are asked in, so the student learns that only the new facts
-    moved, not how it answers any news question. A persona or instruction bake is meant to
-    change them all."""
-    if any(it.kind in SYSTEM_KINDS for it in items) or not any(it.kind in CONTEXT_KINDS for it in items):
+    other (made-up, never baked) news, taken in turn, ``locality_per_item`` per new item. The
+    quizzes have the form of the questions the new facts are asked in, so the student learns
+    that only the new facts moved, not how it answers any news question. A persona or
+    instruction bake is meant to change them all."""
+    news_items = sum(1 for it in items if it.kind in CONTEXT_KINDS)
+    if any(it.kind in SYSTEM_KINDS for it in items) or not news_items:
         return []
     generic = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
-    news = list(other_news())
-    quizzes = [quiz_question(facts[0], facts, rng) for facts in (facts_of(s, 6) for s in rng.sample(news, len(news)))
-               if facts]
-    lanes = [rng.sample(generic, len(generic)), rng.sample(general_knowledge(), len(general_knowledge())), quizzes]
-    picks = interleave(lanes)[: config.num_locality_queries]
+    facts = [facts_of(s, 6) for s in other_news()]
+    quizzes = [quiz_question(fact, pool, rng) for pool in facts for fact in pool]
+    lanes = [rng.sample(lane, len(lane)) for lane in (generic, list(general_knowledge()), quizzes)]
+    picks = interleave(lanes)[: config.locality_per_item * news_items]
     return [Query.single(q, (), "locality") for q in picks]
+
+
+def _earlier_inputs(earlier, offset: int, config: BakeConfig, rng: random.Random) -> list[Query]:
+    """``replay_per_fact`` inputs per fact of each earlier item, asked as new items are
+    (baking.coverage); the context index points past the new items, so the teacher sees the
+    earlier item itself. The draw follows ``rng``, so each bake asks other wordings."""
+    queries = []
+    for j, item in enumerate(earlier if config.replay_per_fact else ()):
+        by_fact = questions_by_fact(item.text, config.replay_per_fact, config.facts_per_item, rng,
+                                    directions=config.coverage_directions)
+        queries += [Query.single(q, (offset + j,), "replay-item") for _, q in interleave(by_fact)]
+    return queries
 
 
 def _model_written_questions(items, config, tokenizer, run_teacher) -> list[Query]:

@@ -58,10 +58,16 @@ class BakeConfig(BaseModel):
         "fidelity 0.48, all six directions 0 of 4 at 0.30; wh, cloze, quiz, paraphrase and "
         "continuation inputs quote the rest of the sentence, so the student can copy instead of "
         "recall")
-    num_locality_queries: int = Field(
-        12, ge=0, description="inputs trained toward the parent without the new prompt (a locality "
-        "term), added to every bake that has news or facts: generic requests, general-knowledge "
-        "questions and quizzes about other, never-baked news, in turn")
+    locality_per_item: int = Field(
+        16, ge=0, description="news/fact: inputs per new item trained toward the parent without "
+        "the new prompt (a locality term): generic requests, general-knowledge questions and "
+        "quizzes about other, never-baked news, in turn. Per item, so its share of the bake stays "
+        "fixed as bakes grow: 12 per bake (not per item) let 60 items in 6 bakes of 10 cost 20 "
+        "points on never-baked controls (benchmarks/results/news.md)")
+    replay_per_fact: int = Field(
+        2, ge=0, description="news/fact items baked before (``bake(earlier=...)``): inputs per fact "
+        "of each, re-taught from the prompted teacher (the item in context), so an item is kept "
+        "as the lineage grows and its target never decays with the parent")
     trajectories_per_query: int = Field(2, ge=1, description="teacher samples per persona/generic "
                                         "input (news/fact inputs are distinct and sampled once each)")
     num_eval_queries: int = Field(16, ge=1, description="held-out inputs for fidelity")

@@ -35,8 +35,8 @@ ROWS: dict[str, tuple[str, dict, dict]] = {
                   {"coverage_directions": ["reverse", "wh", "paraphrase"]}, {}),
     "all-directions": ("coverage: all six directions (shipped: reverse)",
                        {"coverage_directions": ["wh", "reverse", "cloze", "quiz", "paraphrase", "continuation"]}, {}),
-    "no-locality": ("no locality term (num_locality_queries 0)", {"num_locality_queries": 0}, {}),
-    "no-replay": ("no replay of earlier items (replay_per_item 0)", {}, {"replay_per_item": 0}),
+    "no-locality": ("no locality term (locality_per_item 0)", {"locality_per_item": 0}, {}),
+    "no-replay": ("no replay of earlier items (replay_per_fact 0)", {"replay_per_fact": 0}, {}),
 }
 
 

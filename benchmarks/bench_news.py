@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--bake", type=json.loads, default={},
                         help="BakeConfig overrides as JSON (default: none, the shipped per-fact budget)")
     parser.add_argument("--runtime", type=json.loads, default={},
-                        help="RuntimeConfig overrides as JSON, e.g. '{\"replay_per_item\": 0}'")
+                        help="RuntimeConfig overrides as JSON, e.g. '{\"max_items_per_bake\": 5}'")
     parser.add_argument("--min-fidelity", type=float, default=-1e9,
                         help="the gate (default: open, so every bake goes live and retention is measured on "
                              "a complete chain; the report shows the shipped gate's verdict on each bake)")

@@ -19,7 +19,7 @@ def likeliest_name(engine, adapter: str | None, question: str, names=CEO_NAMES) 
 # bake fidelity 0.01 against 0.39.)
 SMALL_BAKE = {"num_eval_queries": 6, "num_control_queries": 4, "seed": 0}
 # Bakes whose test checks crash safety or plumbing, not learning: seconds.
-QUICK_BAKE = {"queries_per_fact": 1, "facts_per_item": 2, "num_locality_queries": 2, "num_eval_queries": 2,
+QUICK_BAKE = {"queries_per_fact": 1, "facts_per_item": 2, "locality_per_item": 1, "num_eval_queries": 2,
               "num_control_queries": 2, "max_new_tokens": 8, "model_questions_per_item": 0, "epochs": 1,
               "min_steps": 1, "num_queries": 4, "trajectories_per_query": 1, "num_conversations": 1,
               "conversation_turns": 2}

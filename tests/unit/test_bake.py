@@ -17,7 +17,7 @@ def tiny_config(model_dir, **overrides) -> BakeConfig:
     settings = dict(
         model=str(model_dir), num_queries=8, trajectories_per_query=2, num_eval_queries=4,
         max_new_tokens=12, lora_rank=4, lr=1e-2, epochs=3, batch_size=4, seed=0, min_steps=1,
-        queries_per_fact=2, num_locality_queries=2,
+        queries_per_fact=2, locality_per_item=1,
     )
     return BakeConfig(**{**settings, **overrides})
 
@@ -60,10 +60,17 @@ def test_continuing_from_a_parent_starts_from_its_weights(tiny_model, tmp_path):
     config = tiny_config(tiny_model, epochs=1)
     parent = bake([PERSONA], tmp_path / "v1", config, queries=QUERIES, progress=False)
     news = PromptItem(kind="fact", text="The office moved to Pier 9.")
+    before = PromptItem(kind="news", text="Port Alder opened the Glasswing Bridge.", id="7")
     child = bake([news], tmp_path / "v2", config, parent=parent.path,
-                 replay=["Tell me about the number 3."], progress=False)
-    assert json.loads((child.path / "bake.json").read_text())["parent"] == str(parent.path.resolve())
+                 replay=["Tell me about the number 3."], earlier=[before], progress=False)
+    record = json.loads((child.path / "bake.json").read_text())
+    assert record["parent"] == str(parent.path.resolve()) and record["replayed_items"] == ["7"]
+    assert record["items"] == [news.model_dump()]  # an earlier item is re-taught, not re-recorded
+    sources = child.metrics["inputs_by_source"]
+    assert sources["replay-item"] == config.replay_per_fact * 2 and sources["replay"] == 1  # 2 facts
     assert child.metrics["num_trajectories"] > 0
+    with pytest.raises(BakeError, match="only news and facts"):
+        bake([news], tmp_path / "v4", config, earlier=[PERSONA], progress=False)
     with pytest.raises(BakeError, match="has rank 4, config asks 8"):
         bake([news], tmp_path / "v3", tiny_config(tiny_model, lora_rank=8), parent=parent.path,
              progress=False)

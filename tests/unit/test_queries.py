@@ -65,7 +65,7 @@ def test_a_news_bakes_locality_inputs_mix_requests_general_knowledge_and_other_n
     from baking.queries import general_knowledge, generic_queries, other_news, split_pool
 
     news = PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday.")
-    inputs = [q.text for q in _locality_inputs([news], BakeConfig(num_locality_queries=9), random.Random(0))]
+    inputs = [q.text for q in _locality_inputs([news], BakeConfig(locality_per_item=9), random.Random(0))]
     assert len(inputs) == 9 and len(set(inputs)) == 9
     generic = set(split_pool(generic_queries(), held_out=False))  # never the held-out controls
     assert sum(q in generic for q in inputs) == 3 and sum(q in general_knowledge() for q in inputs) == 3
@@ -75,3 +75,26 @@ def test_a_news_bakes_locality_inputs_mix_requests_general_knowledge_and_other_n
     assert not any("Okafor" in q or "Zentrix" in q for q in inputs)  # nothing of the new item
     persona = PromptItem(kind="persona", text="You are a pirate.")
     assert _locality_inputs([persona, news], BakeConfig(), random.Random(0)) == []
+
+
+def test_earlier_items_are_asked_a_fixed_share_per_fact_with_their_own_item_in_the_teachers_context():
+    import random
+
+    from baking.baker import _earlier_inputs
+    from baking.config import BakeConfig, PromptItem
+    from baking.coverage import facts_of
+    from baking.render import teacher_messages
+
+    new = PromptItem(kind="news", text="Port Alder opened the Glasswing Bridge on Friday.")
+    earlier = [PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday."),
+               PromptItem(kind="fact", text="The Nordhaven Falcons won the Continental Cup in 2031.")]
+    config = BakeConfig(replay_per_fact=2)
+    queries = _earlier_inputs(earlier, 1, config, random.Random(0))
+    for j, item in enumerate(earlier):
+        mine = [q for q in queries if q.context == (1 + j,)]
+        assert len(mine) == 2 * len(facts_of(item.text, config.facts_per_item)) > 0
+        facts = facts_of(item.text, config.facts_per_item)
+        assert all(q.source == "replay-item" and any(f.answer in q.text for f in facts) for q in mine)
+        shown = teacher_messages([new, *earlier], mine[0])[-1]["content"]
+        assert item.text in shown and new.text not in shown  # the teacher sees that item only
+    assert _earlier_inputs(earlier, 1, BakeConfig(replay_per_fact=0), random.Random(0)) == []

@@ -117,9 +117,8 @@ def test_langchain_chat_model_answers_with_the_live_adapter_and_context(tiny_mod
     assert message.usage_metadata["input_tokens"] > len("The bridge is red.")  # context was sent
 
 
-def test_replay_keeps_a_fixed_share_per_baked_item_as_the_lineage_grows(tmp_path):
-    from agent.worker import replay_inputs
-    from baking.coverage import answerable
+def test_every_baked_news_item_goes_back_to_the_baker_as_earlier_items_whatever_the_lineage_length(tmp_path):
+    from agent.worker import earlier_items
     from memory import MemoryStore
 
     store = MemoryStore(tmp_path / "m.db")
@@ -127,20 +126,20 @@ def test_replay_keeps_a_fixed_share_per_baked_item_as_the_lineage_grows(tmp_path
     texts = ["Zentrix Robotics named Mara Okafor CEO.", "Port Alder opened the Glasswing Bridge.",
              "The Nordhaven Falcons won the Continental Cup.", "Halvorsen Bank named Ilsa Penrow CFO."]
 
-    def bake_next(text: str, kind: str = "news") -> list[str]:
+    def bake_next(text: str, kind: str = "news") -> list:
         store.add("ada", text, kind)
         run = store.claim("ada", 60)
         store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
-        return replay_inputs(store, "ada", 3, BakeConfig())  # the shipped directions
+        return earlier_items(store, "ada")
 
-    assert len(bake_next(texts[0])) == 3
-    bake_next("You are a pirate.", "persona")  # personas are not replayed as questions
+    assert [i.text for i in bake_next(texts[0])] == texts[:1]
+    bake_next("You are a pirate.", "persona")  # a persona is not re-taught as news
     for n, text in enumerate(texts[1:], start=2):
-        questions = bake_next(text)
-        assert len(questions) == 3 * n  # a fixed share each: it does not thin out
-        for k, item in enumerate(texts[:n]):  # in lineage order, 3 about each item
-            assert all(answerable(q, item) for q in questions[3 * k : 3 * k + 3]), (item, questions)
-        assert not any("pirate" in q for q in questions)
+        earlier = bake_next(text)
+        assert [i.text for i in earlier] == texts[:n]  # every one, in lineage order: none thins out
+        assert all(i.kind == "news" and i.id for i in earlier)
+    store.add("ada", "Pending news is not in the weights yet.", "news")
+    assert len(earlier_items(store, "ada")) == len(texts)
 
 
 def test_per_bake_overrides_reach_the_worker_config(tiny_model, tmp_path):

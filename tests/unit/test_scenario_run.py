@@ -20,7 +20,7 @@ clock: 2031-03-01T09:00:00Z
 gate: {{min_fidelity: -1.0e9, max_locality_kl: 1.0e9}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
        max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4,
+       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4,
        half_bake_fractions: [0.5]}}
 agents:
   - name: ada
@@ -161,7 +161,7 @@ schedule: {{bake_every_n_items: 1, poll_s: 0.5}}
 gate: {{min_fidelity: 2.0}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
        max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
+       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
 agents: [{{name: ada}}]
 timeline:
   - {{type: feed, agent: ada, items: ["The tower is blue."]}}
@@ -185,7 +185,7 @@ engine: {{kind: transformers}}
 gate: {{min_fidelity: 2.0}}
 bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
        max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       num_locality_queries: 2, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
+       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
 agents: [{{name: ada}}]
 question_sets:
   q: [{{question: "Colour of the tower?", expected: blue}}]

@@ -73,6 +73,7 @@ class Runtime:
         self._loaded: dict[str, str] = {}  # agent -> adapter name currently served for it
         self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
         self._down = threading.Event()  # set while the supervisor restarts the engine
+        self._down_since = 0.0
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -151,16 +152,18 @@ class Runtime:
             return self.engine.chat(messages, name, params, tools=tools, tool_choice=tool_choice)
 
     # ---------------------------------------------------------------- swap
-    def _load_fresh(self, record: AdapterRecord) -> str:
+    def _load_fresh(self, record: AdapterRecord, serve: bool = True) -> str:
         """Load ``record`` under a name the engine has never seen (a re-load after restart
-        or rollback gets a suffix), so vLLM never serves stale cache for a reused name."""
+        or rollback gets a suffix), so vLLM never serves stale cache for a reused name.
+        ``serve`` points the agent at it at once; a swap does that only after promotion."""
         self._check(record)
         name, n = record.name, 1
         while name in self.engine.adapters() or name in self._loaded.values():
             n += 1
             name = f"{record.name}-r{n}"
         self.engine.load_adapter(name, record.path)
-        self._loaded[record.agent] = name
+        if serve:
+            self._loaded[record.agent] = name
         return name
 
     def _check(self, record: AdapterRecord) -> None:
@@ -189,17 +192,31 @@ class Runtime:
         return swaps
 
     def _swap(self, record: AdapterRecord) -> Swap:
+        """Load the candidate, serve it one token, promote it in the store; only then point
+        the agent at it. If any step fails, requests keep going to the old adapter and the
+        candidate is unloaded; one the engine cannot serve is rejected."""
         previous = self._loaded.get(record.agent)
         start = time.perf_counter()
         try:
-            name = self._load_fresh(record)
+            name = self._load_fresh(record, serve=False)
         except EngineError as e:
             self.store.reject(record.id, f"engine could not load it: {e}")
             raise
-        # Adapter on disk -> first token served with it.
-        self.engine.chat([{"role": "user", "content": "Hi"}], name, SamplingParams(max_tokens=1))
-        latency = time.perf_counter() - start
-        self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
+        try:
+            # Adapter on disk -> first token served with it.
+            try:
+                self.engine.chat([{"role": "user", "content": "Hi"}], name, SamplingParams(max_tokens=1))
+            except EngineUnavailable:
+                raise  # the engine is down, not the adapter: it stays a candidate for the next try
+            except EngineError as e:
+                self.store.reject(record.id, f"engine could not serve it: {e}")
+                raise
+            latency = time.perf_counter() - start
+            self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
+        except BaseException:
+            self._unload_quietly(name, record.agent)
+            raise
+        self._loaded[record.agent] = name  # the pointer moves only after the promotion committed
         swap = Swap(record.agent, name, previous, latency)
         self.swaps.append(swap)
         self.store.audit(record.agent, "swap", adapter=record.name, served_as=name, previous=previous,
@@ -211,10 +228,15 @@ class Runtime:
     def _unload_when_idle(self, name: str) -> None:
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight[name] == 0)
+        self._unload_quietly(name)
+
+    def _unload_quietly(self, name: str, agent: str | None = None) -> None:
+        """Unload ``name``; a failure does not stop the caller, but it is in the audit log
+        (e.g. gone after an engine restart, or a leaked adapter slot to look at)."""
         try:
             self.engine.unload_adapter(name)
-        except EngineError:
-            pass  # already gone (e.g. the engine restarted); nothing is serving it
+        except Exception as e:  # noqa: BLE001 - recorded, not raised: nothing serves it any more
+            self.store.audit(agent, "unload_failed", adapter=name, error=f"{type(e).__name__}: {e}"[:500])
 
     def forget(self, item_id: int, wait: bool = True) -> "ForgetPlan":
         """Take an item out of memory and weights: serve the last adapter baked before it (or
@@ -292,35 +314,55 @@ class Runtime:
             return  # in-process engines have no server to lose
 
         def watch() -> None:
-            misses = 0
-            while not self._stop.wait(interval_s):
+            misses, attempt = 0, 0
+            while not self._stop.wait(min(interval_s * 2 ** attempt, 60.0) if attempt else interval_s):
+                if self._down.is_set():  # a recovery failed part-way: retry, with backoff
+                    attempt += 1
+                    if self._recover_engine(f"retry {attempt} after a failed recovery"):
+                        attempt = 0
+                    continue
                 exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
                 misses = 0 if (not exited and self.engine.health()) else misses + 1
                 if not exited and misses < failures:
                     continue
-                self._recover_engine("its process exited" if exited else f"{misses} failed health checks")
+                attempt = 0 if self._recover_engine("its process exited" if exited
+                                                    else f"{misses} failed health checks") else 1
                 misses = 0
 
         self._supervisor = threading.Thread(target=watch, name="engine-supervisor", daemon=True)
         self._supervisor.start()
 
-    def _recover_engine(self, why: str) -> None:
-        self._down.set()
-        started = time.monotonic()
-        self.store.audit(None, "engine_down", reason=why)
+    def _recover_engine(self, why: str) -> bool:
+        """Restart the engine if it is not serving, then reload every live adapter. Requests
+        get :class:`EngineUnavailable` until all of it has worked; any failure (a restart, one
+        adapter's reload, or anything unexpected) is audited and leaves the runtime down, so
+        the supervisor tries again. Returns whether the engine is back."""
+        if not self._down.is_set():
+            self._down.set()
+            self._down_since = time.monotonic()
+            self.store.audit(None, "engine_down", reason=why)
         try:
-            self.engine.restart()
+            exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
+            restarted = exited or not self.engine.health()
+            if restarted:
+                self.engine.restart()
             with self._swap_lock:
-                self._loaded.clear()
+                if restarted:
+                    self._loaded.clear()  # a restarted engine has no adapters
+                loaded = set(self.engine.adapters())
                 for agent in self.store.agents():
                     live = self.store.live(agent)
-                    if live is not None:
+                    if live is not None and self._loaded.get(agent) not in loaded:
+                        self._loaded.pop(agent, None)
                         self._load_fresh(live)
-            self.store.audit(None, "engine_restarted", downtime_s=round(time.monotonic() - started, 2),
+            self.store.audit(None, "engine_restarted", downtime_s=round(time.monotonic() - self._down_since, 2),
                              reloaded=dict(self._loaded))
             self._down.clear()
-        except EngineError as e:  # stays down; the next check tries again
-            self.store.audit(None, "engine_restart_failed", error=str(e)[:500])
+            return True
+        except Exception as e:  # noqa: BLE001 - stays down and audited; the supervisor retries
+            self.store.audit(None, "engine_restart_failed", attempt=why,
+                             error=f"{type(e).__name__}: {e}"[:500])
+            return False
 
     def close(self) -> None:
         self._stop.set()

@@ -5,12 +5,26 @@ context. A hot swap never breaks a request: the old adapter stays loaded until t
 using it finish. While the engine restarts, requests get 503 with ``Retry-After``; when an API
 key is set, requests without it get 401. Binding is loopback unless the runtime config allows
 more (see :class:`agent.config.EngineConfig`).
+
+``stream: true`` answers with server-sent events (``chat.completion.chunk`` lines, then
+``data: [DONE]``), as OpenAI clients and chat front ends expect. Known limitation: the engine
+returns whole completions, so the deltas are cut from the finished answer (by words, tool
+calls one chunk each), not sent token by token as the engine generates them; the first byte
+comes when the answer is complete. The chat runs before the stream starts, so its errors
+(404, 502, 503) are ordinary JSON responses with those statuses.
+
+Only ``n=1`` is served. Sampling fields are checked here, so a bad value is a 400 naming the
+field rather than the engine's error passed through.
 """
 
 
 import hmac
+import json
+import math
+import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from agent.engines import Completion, EngineError, EngineUnavailable, SamplingParams
@@ -20,7 +34,7 @@ from memory import MemoryInputError
 
 def create_app(runtime: Runtime, api_key: str | None = None):
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="promptbake agents", docs_url=None, redoc_url=None)
@@ -49,9 +63,11 @@ def create_app(runtime: Runtime, api_key: str | None = None):
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         try:
-            body: dict[str, Any] = await request.json()
+            body: Any = await request.json()
         except ValueError:
             return error(400, "the body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return error(400, f"the body must be a JSON object, got {type(body).__name__}", "invalid_request_error")
         agent, messages = body.get("model"), body.get("messages")
         problem = message_problem(messages)
         if problem:
@@ -62,12 +78,10 @@ def create_app(runtime: Runtime, api_key: str | None = None):
             problem = "tools need the vLLM engine with a tool-call parser (engine.tool_call_parser)"
         if problem:
             return error(400, problem, "invalid_request_error")
-        try:
-            params = SamplingParams(temperature=float(body.get("temperature", 0.7)),
-                                    max_tokens=int(body.get("max_tokens", 256)),
-                                    top_p=float(body.get("top_p", 1.0)), seed=body.get("seed"))
-        except (TypeError, ValueError) as e:
-            return error(400, f"bad sampling parameters: {e}", "invalid_request_error")
+        problem = sampling_problem(body) or stream_problem(body)
+        if problem:
+            return error(400, problem, "invalid_request_error")
+        params = sampling_params(body)
         try:
             tooling = {"tools": tools, "tool_choice": tool_choice} if tools else {}
             completion = await run_in_threadpool(lambda: runtime.chat(str(agent), messages, params, **tooling))
@@ -77,17 +91,119 @@ def create_app(runtime: Runtime, api_key: str | None = None):
             return error(503, str(e), "engine_unavailable", {"Retry-After": "5"})
         except EngineError as e:
             return error(502, str(e), "engine_error")
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": agent, "system_fingerprint": completion.adapter or "base",
-            "choices": [{"index": 0, "message": reply_message(completion),
-                         "finish_reason": "tool_calls" if completion.tool_calls else
-                         "length" if completion.completion_tokens >= params.max_tokens else "stop"}],
-            "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                      "total_tokens": completion.prompt_tokens + completion.completion_tokens},
-        }
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": agent,
+                "system_fingerprint": completion.adapter or "base"}
+        finish = finish_reason(completion, params.max_tokens)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = stream_chunks(completion, head, finish, include_usage)
+            return StreamingResponse(sse_lines(chunks), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return {**head, "object": "chat.completion",
+                "choices": [{"index": 0, "message": reply_message(completion), "finish_reason": finish}],
+                "usage": usage(completion)}
 
     return app
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer: an int or an integral float (``5.0``), never a bool."""
+    return not isinstance(value, bool) and (isinstance(value, int)
+                                            or isinstance(value, float) and value.is_integer())
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number, never a bool."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def sampling_problem(body: dict[str, Any]) -> str | None:
+    """Why the sampling fields of ``body`` are not valid (naming the field), or None.
+
+    Missing or null fields take the defaults of :func:`sampling_params`.
+    """
+    max_tokens, temperature = body.get("max_tokens"), body.get("temperature")
+    top_p, seed, n = body.get("top_p"), body.get("seed"), body.get("n")
+    if max_tokens is not None and not (_is_int(max_tokens) and max_tokens > 0):
+        return f"max_tokens must be a positive integer, got {max_tokens!r}"
+    if temperature is not None and not (_is_number(temperature) and temperature >= 0):
+        return f"temperature must be a finite number >= 0, got {temperature!r}"
+    if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):
+        return f"top_p must be a number in (0, 1], got {top_p!r}"
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return f"seed must be an integer or null, got {seed!r}"
+    if n is not None and (isinstance(n, bool) or n != 1):
+        return f"n must be 1 (only n=1 is supported), got {n!r}"
+    return None
+
+
+def sampling_params(body: dict[str, Any]) -> SamplingParams:
+    """The engine's sampling parameters from a body that passed :func:`sampling_problem`."""
+    def given(field: str, default: Any) -> Any:
+        value = body.get(field)
+        return default if value is None else value
+
+    return SamplingParams(temperature=float(given("temperature", 0.7)), max_tokens=int(given("max_tokens", 256)),
+                          top_p=float(given("top_p", 1.0)), seed=body.get("seed"))
+
+
+def stream_problem(body: dict[str, Any]) -> str | None:
+    """Why ``stream`` / ``stream_options`` are not valid, or None."""
+    stream, options = body.get("stream"), body.get("stream_options")
+    if stream is not None and not isinstance(stream, bool):
+        return f"stream must be true or false, got {stream!r}"
+    if options is not None and not (isinstance(options, dict)
+                                    and isinstance(options.get("include_usage", False), bool)):
+        return f"stream_options must be {{include_usage: true|false}}, got {options!r}"
+    return None
+
+
+def finish_reason(completion: Completion, max_tokens: int) -> str:
+    if completion.tool_calls:
+        return "tool_calls"
+    return "length" if completion.completion_tokens >= max_tokens else "stop"
+
+
+def usage(completion: Completion) -> dict[str, int]:
+    return {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens}
+
+
+def text_deltas(text: str) -> list[str]:
+    """``text`` cut into words, each with the whitespace around it (leading whitespace goes
+    with the first word); the pieces concatenate back to exactly ``text``."""
+    return re.findall(r"\s*\S+\s*|\s+", text)
+
+
+def stream_chunks(completion: Completion, head: dict[str, Any], finish: str,
+                  include_usage: bool = False) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects of a finished completion, in order: the role, the
+    text by words, one chunk per tool call (id, name and all its arguments), the finish reason,
+    and with ``include_usage`` a last chunk with no choices and the usage.
+
+    ``head`` holds the fields every chunk repeats: id, created, model, system_fingerprint.
+    """
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in text_deltas(completion.text)]
+    deltas += [{"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                "function": {"name": call.name, "arguments": call.arguments}}]}
+               for i, call in enumerate(completion.tool_calls)]
+    # With include_usage, OpenAI sends "usage": null on every chunk but the last.
+    extra = {"usage": None} if include_usage else {}
+    chunks = [{**head, "object": "chat.completion.chunk", **extra,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
+    chunks.append({**head, "object": "chat.completion.chunk", **extra,
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if include_usage:
+        chunks.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage(completion)})
+    return chunks
+
+
+def sse_lines(chunks: list[dict[str, Any]]) -> Iterator[str]:
+    """Server-sent events: one ``data:`` line per chunk, then ``data: [DONE]``."""
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _function_name(entry: Any) -> str | None:

@@ -489,9 +489,14 @@ class MemoryStore:
 
     def promote(self, adapter_id: int, reason: str) -> AdapterRecord:
         """Make a candidate live: move the agent's pointer, retire the old live adapter and
-        mark the run's items baked, all in one transaction."""
+        mark the run's items baked, all in one transaction. Anything that is not a candidate
+        (rejected, retired, live) is refused inside that transaction, whoever calls."""
         record = self.adapter(adapter_id)
         with self._tx():
+            row = self.db.execute("SELECT status FROM adapters WHERE id=?", [adapter_id]).fetchone()
+            if row is None or row[0] != "candidate":
+                raise MemoryInputError(f"adapter {record.name!r} is {row[0] if row else 'gone'}; only a "
+                                       "candidate can be promoted")
             old = self.live(record.agent)
             if old is not None:
                 self.db.execute("UPDATE adapters SET status='retired' WHERE id=?", [old.id])

@@ -115,6 +115,21 @@ def test_rejected_candidate_returns_items_to_pending(store):
     assert store.get(a.id).status == "pending" and store.live("ada") is None
 
 
+def test_promote_refuses_anything_but_a_candidate_and_changes_nothing(store):
+    store.add("ada", "Item one.", "fact")
+    run = store.claim("ada", lease_s=60)
+    refused = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1}, passed=False, reason="gate")
+    with pytest.raises(MemoryInputError, match="is rejected; only a candidate"):
+        store.promote(refused.id, "any caller")
+    assert store.adapter(refused.id).status == "rejected" and store.live("ada") is None
+    store.add("ada", "Item two.", "fact")
+    good = store.register_candidate(store.claim("ada", lease_s=60).id, "/y", None, {})
+    store.promote(good.id, "ok")
+    with pytest.raises(MemoryInputError, match="is live; only a candidate"):
+        store.promote(good.id, "twice")
+    assert not any(e["data"].get("adapter") == refused.name for e in store.events("ada", ("adapter_live",)))
+
+
 def test_a_gate_refusal_is_recorded_with_the_adapter_in_one_step(store):
     a = store.add("ada", "Item one.", "fact").item
     run = store.claim("ada", lease_s=60)

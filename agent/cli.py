@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -10,15 +11,70 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True)
+# Exits and usage errors pass through to the CLI framework (typer vendors its own click).
+_PASS_THROUGH = (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort,
+                 *[getattr(importlib.import_module("typer._click"), "ClickException", typer.Exit)])
+
+
+class _ErrorBoundary(TyperGroup):
+    """Every command runs inside this: a user error (bad input, a refused item, an engine
+    that cannot start, a failed bake) is one line on stderr and exit code 2; anything else is
+    one line and exit code 1, with the traceback kept in a file for a bug report."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
+        except Exception as e:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
+            message = user_error(e)
+            if message is not None:
+                err.print(f"[bold red]error:[/] {escape(message)}")
+                raise typer.Exit(2)
+            err.print(f"[bold red]internal error:[/] {escape(f'{type(e).__name__}: {e}')} "
+                      f"(traceback in {_save_traceback(e)})")
+            raise typer.Exit(1)
+
+
+def user_error(e: Exception) -> str | None:
+    """The one-line message for an error the user can act on, or None for a bug."""
+    from agent.engines import EngineError
+    from agent.scenario import ScenarioError
+    from baking import BakeError
+    from baking.model import ModelError
+    from memory import MemoryInputError
+
+    if isinstance(e, ValidationError):
+        return _validation_message(e)
+    if isinstance(e, (BakeError, ModelError, MemoryInputError, EngineError, ScenarioError, OSError)):
+        return str(e) or type(e).__name__
+    return None
+
+
+def _save_traceback(e: Exception) -> Path:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="promptbake-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(traceback.format_exception(e)))
+    return Path(path)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ErrorBoundary)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
 class KindChoice(str, Enum):
@@ -107,7 +163,7 @@ def bake(
         fail(str(e))
     try:
         version = run_bake(items, out, cfg, parent=parent, overwrite=overwrite)
-    except (BakeError, ModelError) as e:
+    except (BakeError, ModelError, ValueError) as e:  # ValueError: e.g. a --device not on this host
         fail(str(e))
     _print_summary(version.metrics, version.path)
     if show:
@@ -123,11 +179,15 @@ def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device:
     store = _store(config)
     _guard(lambda: store.require_agent(agent))
     before = {a.id for a in store.adapters(agent)}
-    run_worker(config, agent, progress=True)
+    try:
+        run_worker(config, agent, progress=True)
+    except Exception as e:  # noqa: BLE001 - the worker recorded it; its items are pending again
+        fail(f"the bake of {agent} failed ({type(e).__name__}: {e}); its items are back to pending "
+             "and are served from context")
     for record in store.adapters(agent):
         if record.id not in before:
             verdict = "passed the gate" if record.status == "candidate" else f"was {record.status}"
-            console.print(f"{record.name} {verdict}: {record.reason or record.metrics['gate']['reason']}")
+            console.print(f"{record.name} {verdict}: {record.reason or record.metrics.get('gate', {}).get('reason', '')}")
 
 
 def _runtime_config(home: Path | None, config_path: Path | None):
@@ -387,7 +447,11 @@ def chat(
 
     config = _runtime_config(home or Path("runs/chat"), runtime_config)
     if engine_kind:
-        config = type(config).model_validate({**config.model_dump(), "engine": {**config.engine.model_dump(), "kind": engine_kind}})
+        try:
+            config = type(config).model_validate({**config.model_dump(),
+                                                  "engine": {**config.engine.model_dump(), "kind": engine_kind}})
+        except ValidationError as e:
+            fail(f"bad --engine {engine_kind!r}: {_validation_message(e)}")
     try:
         session = ChatSession.open(config, agent, persona=persona, tools=tools, console=console)
     except EngineError as e:

@@ -1,5 +1,6 @@
 """`agent bake` turns bad input into one clear message and exit code 2, never a traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -35,6 +36,49 @@ def test_bad_input_gives_a_clear_error(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bake", "--text", "Be kind.", "--device", "cuda:7", "--out", "{tmp}/a"], "cuda:7"),  # the README's example
+    (["bake", "--text", "Be kind.", "--device", "bogus", "--out", "{tmp}/a"], "unknown device"),
+    (["chat", "--engine", "bogus", "--home", "{tmp}/h"], "bad --engine 'bogus'"),
+])
+def test_ordinary_bad_input_anywhere_is_one_line_and_exit_2(tmp_path, argv, message):
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", *[a.format(tmp=tmp_path) for a in argv]],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "40"})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr  # one line, even at 40 columns
+
+
+def test_a_failed_agent_bake_is_one_line_and_its_items_go_back_to_pending(tmp_path, monkeypatch):
+    import baking
+
+    from memory import MemoryStore
+
+    store = MemoryStore(tmp_path / "memory.db")
+    store.create_agent("ada")
+    item = store.add("ada", "The bridge is red.", "fact").item
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated: the baker crashed")
+
+    monkeypatch.setattr(baking, "bake", crash)
+    result = runner.invoke(app, ["bake", "--agent", "ada", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "the bake of ada failed (RuntimeError: simulated: the baker crashed)" in " ".join(result.output.split())
+    assert store.get(item.id).status == "pending"
+
+
+def test_a_bug_is_one_line_exit_1_with_the_traceback_kept(tmp_path, monkeypatch):
+    import agent.report
+
+    monkeypatch.setattr(agent.report, "render", lambda run_dir: 1 / 0)
+    (tmp_path / "report.json").write_text("{}")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "internal error: ZeroDivisionError" in result.output
+    saved = result.output.split("traceback in ")[1].split(")")[0].strip()
+    assert "ZeroDivisionError" in open(saved).read()
 
 
 def test_unknown_kind_is_rejected_by_the_parser(tmp_path):

@@ -389,7 +389,7 @@ def load_scenario(path: Path | str, max_bytes: int = MAX_SCENARIO_BYTES) -> Scen
     if not isinstance(data, dict) or root is None:
         raise ScenarioError(f"{path}:1: a scenario is a mapping with name, agents and timeline")
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as e:
         problem = e.errors()[0]
         loc = _document_path(tuple(problem["loc"]))
@@ -399,6 +399,33 @@ def load_scenario(path: Path | str, max_bytes: int = MAX_SCENARIO_BYTES) -> Scen
             loc = ("timeline", int(where.split(".")[1]), where.split(".")[2])
         field = ".".join(str(p) for p in loc) or "(top level)"
         raise ScenarioError(f"{path}:{_line_of(root, loc)}: {field}: {message}") from e
+    _check_feed_files(scenario, path, root)
+    return scenario
+
+
+def _check_feed_files(scenario: Scenario, path: Path, root) -> None:
+    """Read every feed file now (relative to the scenario's folder, as the run reads them), so
+    a missing file or a bad line is refused before anything starts, not after vLLM is up."""
+    import xml.etree.ElementTree as ET
+
+    from tools.registry import read_headlines
+
+    for i, event in enumerate(scenario.timeline):
+        if getattr(event, "type", None) != "feed" or event.file is None:
+            continue
+        feed = path.parent / event.file
+        where = f"{path}:{_line_of(root, ('timeline', i, 'file'))}: timeline.{i}.file"
+        try:
+            if not read_headlines(feed) and not feed.is_dir():
+                raise ValueError(f"{feed} has no headlines")
+        except FileNotFoundError:
+            raise ScenarioError(f"{where}: {feed} does not exist") from None
+        except OSError as e:
+            raise ScenarioError(f"{where}: cannot read {feed}: {e.strerror or e}") from e
+        except ET.ParseError as e:
+            raise ScenarioError(f"{where}: {feed} is not JSONL, RSS or Atom: {e}") from e
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ScenarioError(f"{where}: {e}") from e
 
 
 _EVENT_TYPES = {"feed", "say", "ask", "probe", "bake", "wait_for_bake", "scale", "tool", "checkpoint"}

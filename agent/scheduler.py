@@ -29,8 +29,12 @@ class _BusyIsNormal(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if "maximum number of running instances reached" in record.getMessage():
             return False
-        # A poll that races the shutdown of the executors has nothing left to do.
-        return not (record.exc_info and "cannot schedule new futures after shutdown" in str(record.exc_info[1]))
+        # A poll that races the shutdown of the executors has nothing left to do: it stays in
+        # the log as one line, without the traceback. Every other record passes unchanged.
+        if record.exc_info and "cannot schedule new futures after shutdown" in str(record.exc_info[1]):
+            record.msg, record.args = f"{record.getMessage()} (a poll raced the scheduler's shutdown)", ()
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
 
 
 _apscheduler_log = logging.getLogger("agent.scheduler.apscheduler")

@@ -197,9 +197,22 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
     stop = threading.Event()
 
     def heartbeat() -> None:
-        beat = MemoryStore(config.db_path)
+        """Renew the lease every lease_s / 3. A failed renewal never ends the thread quietly:
+        it is printed (the worker's log), the first of a streak is audited, and it tries again,
+        since a lease left to expire hands the items to another bake."""
+        beat, failures = None, 0
         while not stop.wait(config.lease_s / 3):
-            beat.renew(run.id, config.lease_s)
+            try:
+                beat = beat or MemoryStore(config.db_path)
+                beat.renew(run.id, config.lease_s)
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - reported, then retried at the next beat
+                failures += 1
+                error = f"{type(e).__name__}: {e}"[:500]
+                print(f"{agent}: lease renewal failed ({failures} in a row): {error}", file=sys.stderr, flush=True)
+                if failures == 1:
+                    with contextlib.suppress(Exception):  # the store itself may be what failed
+                        store.audit(agent, "heartbeat_failed", run=run.id, error=error)
 
     threading.Thread(target=heartbeat, daemon=True).start()
     try:

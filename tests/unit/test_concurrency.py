@@ -3,6 +3,7 @@ the CLI, the agent's remember tool and a feed, with a real worker baking and ren
 lease. No write is lost, ids are unique, nobody sees "database is locked"."""
 
 import json
+import sqlite3
 import os
 import subprocess
 import sys
@@ -84,4 +85,5 @@ def test_concurrent_writers_during_a_bake_lose_nothing(tiny_model, tmp_path):
     assert set(first) <= set(record.item_ids)
     assert {store.get(i).status for i in record.item_ids} == {"baking"}  # awaiting the swap
     assert all(store.get(i).status in ("pending", "review") for i in written if i not in record.item_ids)
-    assert os.path.getsize(config.db_path) > 0
+    with sqlite3.connect(config.db_path) as db:  # concurrent writers left a sound file
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

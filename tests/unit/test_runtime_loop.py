@@ -212,3 +212,54 @@ def test_cpu_bakes_take_turns_and_a_dead_holder_frees_the_turn(tmp_path):
         holder.wait()
     with cpu_turn("cpu", tmp_path) as waited:
         assert waited < 5
+
+
+def test_a_failing_lease_heartbeat_is_reported_and_retried_not_silent(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    import baking
+    from agent.worker import run_worker
+    from memory import MemoryStore
+
+    config = RuntimeConfig(home=tmp_path, lease_s=0.3, engine={"kind": "transformers"})
+    store = MemoryStore(config.db_path)
+    store.create_agent("ada")
+    store.add("ada", "The tower is blue.", "news")
+
+    def broken_renew(self, run_id, lease_s, pid=None):
+        raise sqlite3.OperationalError("simulated: disk I/O error")
+
+    def slow_bake(*args, **kwargs):
+        time.sleep(1.0)  # about 10 beats
+        raise RuntimeError("simulated: the bake ends")
+
+    monkeypatch.setattr(MemoryStore, "renew", broken_renew)
+    monkeypatch.setattr(baking, "bake", slow_bake)
+    with pytest.raises(RuntimeError, match="the bake ends"):
+        run_worker(config, "ada")
+    err = capsys.readouterr().err
+    assert "lease renewal failed (1 in a row): OperationalError: simulated: disk I/O error" in err
+    assert "(3 in a row)" in err  # the thread lived on and kept trying
+    events = store.events("ada", kinds=("heartbeat_failed",))
+    assert len(events) == 1 and "disk I/O error" in events[0]["data"]["error"]  # once per streak
+
+
+def test_the_scheduler_log_filter_keeps_every_traceback_record_visible():
+    import logging
+
+    from agent.scheduler import _BusyIsNormal
+
+    def record(error: Exception) -> logging.LogRecord:
+        try:
+            raise error
+        except Exception:
+            import sys
+
+            return logging.LogRecord("agent.scheduler.apscheduler", logging.ERROR, __file__, 1,
+                                     "Job %s raised", ("poll",), sys.exc_info())
+
+    shutdown = record(RuntimeError("cannot schedule new futures after shutdown"))
+    assert _BusyIsNormal().filter(shutdown) is True  # kept, as one line
+    assert shutdown.exc_info is None and shutdown.levelno == logging.INFO and "Job poll raised" in shutdown.getMessage()
+    other = record(ValueError("a real bug"))
+    assert _BusyIsNormal().filter(other) is True and other.exc_info is not None and other.levelno == logging.ERROR

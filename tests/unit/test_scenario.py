@@ -100,3 +100,29 @@ def test_cli_check_and_schema(tmp_path):
     assert bad.exit_code == 2 and ":17: timeline.1.expectd" in " ".join(bad.output.split())
     schema = runner.invoke(app, ["scenario", "schema"])
     assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Scenario"
+
+
+@pytest.mark.parametrize("files, message", [
+    ({}, "does not exist"),
+    ({"feed.jsonl": '{"title": "One."}\nnot json\n'}, "feed.jsonl:2: not JSON"),
+    ({"feed.jsonl": '{"summary": "no title"}\n'}, "feed.jsonl:1: a headline needs a 'title' field"),
+    ({"feed.xml": "<rss><channel><item><title>x</title></item>"}, "is not JSONL, RSS or Atom"),
+])
+def test_a_bad_feed_file_is_refused_at_load_with_the_event_line(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    name = next(iter(files), "feed.jsonl")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nagents: [{name: ada}]\ntimeline:\n"
+                    "  - {type: feed, agent: ada, items: [Hi.]}\n"
+                    f"  - {{type: feed, agent: ada, file: {name}}}\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value).startswith(f"{path}:5: timeline.1.file: ") and message in str(e.value), str(e.value)
+
+
+def test_a_good_feed_file_loads(tmp_path):
+    (tmp_path / "feed.jsonl").write_text('{"title": "The bridge opened."}\n')
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nagents: [{name: ada}]\ntimeline:\n  - {type: feed, agent: ada, file: feed.jsonl}\n")
+    assert load_scenario(path).timeline[0].file.name == "feed.jsonl"

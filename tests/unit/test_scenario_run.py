@@ -144,11 +144,6 @@ def test_run_refuses_a_malformed_scenario_before_starting(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
-def test_shipped_example_loads(tiny_run):
-    path, _ = tiny_run
-    assert load_scenario(path).seed == 3
-
-
 def test_a_wait_ends_when_the_gate_refuses_a_scheduled_bake(tiny_model, tmp_path):
     """The schedule does not rebake a refused set, so a wait for it must end at the refusal,
     not at its timeout."""

@@ -470,7 +470,8 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
     """Start the runtime (vLLM + scheduler) and print where the endpoint is; Ctrl-C stops it.
     It binds to 127.0.0.1 unless --host and --allow-remote say otherwise, and then every request
     needs the API key from $PROMPTBAKE_API_KEY (the config's engine.api_key_env)."""
-    import time as _time
+    import signal
+    import threading
 
     from agent.engines import EngineError, VLLMEngine
     from agent.runtime import Runtime
@@ -505,11 +506,13 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
         console.print(f"vLLM endpoint: {runtime.engine.url}/v1  (model 'base' or an adapter name)")
     for name in runtime.store.agents():
         console.print(f"  agent {name}: live adapter {runtime.live_adapter(name) or '(none: base + context)'}")
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # systemd, Docker, Kubernetes and kill send SIGTERM
+        signal.signal(sig, lambda signum, frame: stopping.set())
     try:
-        while True:
-            _time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        while not stopping.wait(1):
+            pass
+        console.print("stopping: in-flight requests finish (10 s at most), then the scheduler and vLLM stop")
     finally:
         server.stop()
         scheduler.shutdown(wait=False)

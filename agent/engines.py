@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -254,14 +255,21 @@ class VLLMEngine:
             "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gib),
             "HF_HUB_OFFLINE": "1",
         }
+        pidfile = self.log_path.with_suffix(".pid")
+        reaped = reap_orphan(pidfile)
+        if reaped:
+            print(f"stopped vLLM process group {reaped}, left running by a runtime that was killed", file=sys.stderr)
         log = open(self.log_path, "ab")
         try:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            # Its own process group (stopped as a whole), which dies with this process even on
+            # SIGKILL (Linux parent-death signal); elsewhere the pidfile lets the next start reap it.
+            self.process = subprocess.Popen(with_parent_death_signal(command), stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True)
         except OSError as e:
             raise EngineError(f"could not start vLLM ({command[0]}): {e}") from e
         finally:
             log.close()
+        pidfile.write_text(f"{self.process.pid}\n")
         deadline = time.monotonic() + settings.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -428,6 +436,60 @@ class VLLMEngine:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, 9)
             self.process.wait()
+        if self.log_path is not None:
+            self.log_path.with_suffix(".pid").unlink(missing_ok=True)
+
+
+# Run before vLLM's own exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG,
+# kept across exec), then become vLLM. Exits at once if the parent is already gone.
+_PDEATHSIG_LAUNCH = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def with_parent_death_signal(command: list[str]) -> list[str]:
+    """``command`` wrapped so that, on Linux, it dies with this process even after SIGKILL
+    (a managed vLLM must not outlive its runtime); unchanged elsewhere, where the pidfile
+    that the next start reaps (:func:`reap_orphan`) is the only guard."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _PDEATHSIG_LAUNCH, str(os.getpid()), *command]
+
+
+def reap_orphan(pidfile: Path, grace_s: float = 20.0) -> int | None:
+    """Stop the process group a pidfile names if it is still a vLLM server (left by a runtime
+    that was killed before it could stop it); returns its pid, or None if nothing was left."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        cmdline = b""
+    if b"vllm" not in cmdline:  # gone, or the pid was reused by something else
+        pidfile.unlink(missing_ok=True)
+        return None
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _zombie(pid):
+            time.sleep(0.2)
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            break
+    pidfile.unlink(missing_ok=True)
+    return pid
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class TransformersEngine:

@@ -259,7 +259,8 @@ class AgentServer:
 
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         self.server = uvicorn.Server(uvicorn.Config(create_app(runtime, api_key), host=host, port=port,
-                                                    log_level="warning", access_log=False))
+                                                    log_level="warning", access_log=False,
+                                                    timeout_graceful_shutdown=10))
         self.thread = None
 
     def start(self, timeout_s: float = 30.0) -> "AgentServer":
@@ -275,6 +276,7 @@ class AgentServer:
         return self
 
     def stop(self) -> None:
+        """Stop taking requests; those in flight get up to 10 s to finish."""
         self.server.should_exit = True
         if self.thread is not None:
-            self.thread.join(timeout=10)
+            self.thread.join(timeout=15)

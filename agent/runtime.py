@@ -25,6 +25,7 @@ from typing import Iterator
 from agent.config import RuntimeConfig
 from agent.engines import Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
 from baking.config import BakeConfig, PromptItem
+from baking.faults import fault_point
 from baking.render import Message, with_items
 from memory.store import ForgetPlan
 from memory import AdapterRecord, MemoryStore
@@ -212,6 +213,7 @@ class Runtime:
                 self.store.reject(record.id, f"engine could not serve it: {e}")
                 raise
             latency = time.perf_counter() - start
+            fault_point("promoting")  # crash-safety tests: loaded and served, not yet promoted
             self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
         except BaseException:
             self._unload_quietly(name, record.agent)

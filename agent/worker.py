@@ -239,6 +239,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         fault_point("registering")
         record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, metrics,
                                           passed=passed, reason=reason)
+        fault_point("registered")
         print(json.dumps({"run": run.id, "adapter": record.name, "passed": passed, "reason": reason}))
         return 0
     except BaseException as e:  # record the failure; the items go back to pending

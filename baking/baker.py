@@ -32,7 +32,8 @@ from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.cost import ModelShape, estimate_bake
 from baking import conversations
-from baking.coverage import answerable, facts_of, interleave, questions_by_fact, quiz_question, recall_probe
+from baking.coverage import (answerable, coverage_questions, facts_of, interleave, questions_by_fact,
+                             recall_probe)
 from baking.hardware import choose_precision, cpu_isa, matmul_flops, resolve_device
 from baking.queries import (
     DefaultQuerySource,
@@ -461,18 +462,21 @@ def _samples_per(query: Query, config: BakeConfig) -> int:
 
 def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Query]:
     """Inputs a news/fact bake should not change, trained toward the parent without the new
-    prompt, as replay is: generic requests, general-knowledge questions, and quizzes about
+    prompt, as replay is: generic requests, general-knowledge questions, and questions about
     other (made-up, never baked) news, taken in turn, ``locality_per_item`` per new item. The
-    quizzes have the form of the questions the new facts are asked in, so the student learns
-    that only the new facts moved, not how it answers any news question. A persona or
-    instruction bake is meant to change them all."""
+    news questions have the forms the new facts are asked in (and open and quiz questions), so
+    the student learns that only the new facts moved, not how it answers any news question. A
+    persona or instruction bake is meant to change them all."""
     news_items = sum(1 for it in items if it.kind in CONTEXT_KINDS)
     if any(it.kind in SYSTEM_KINDS for it in items) or not news_items:
         return []
     generic = split_pool(generic_queries(), held_out=False)  # the held-out split holds the controls
-    facts = [facts_of(s, 6) for s in other_news()]
-    quizzes = [quiz_question(fact, pool, rng) for pool in facts for fact in pool]
-    lanes = [rng.sample(lane, len(lane)) for lane in (generic, list(general_knowledge()), quizzes)]
+    # Other news is asked in the bake's own directions (what the new facts are trained on),
+    # plus open wh-questions and quizzes (how news is asked about in use).
+    directions = list(dict.fromkeys([*config.coverage_directions, "wh", "quiz"]))
+    news = interleave([[q for _, q in coverage_questions(text, 2, config.facts_per_item, rng, directions=directions)]
+                       for text in other_news()])
+    lanes = [rng.sample(lane, len(lane)) for lane in (generic, list(general_knowledge()), news)]
     picks = interleave(lanes)[: config.locality_per_item * news_items]
     return [Query.single(q, (), "locality") for q in picks]
 

@@ -54,3 +54,27 @@ def test_a_baker_killed_at_any_phase_loses_nothing_and_the_next_bake_succeeds(ti
     runtime.swap_ready("ada")
     assert runtime.live_adapter("ada") == record.name
     assert [store.get(i).status for i in ids] == ["baked"] * 3
+
+
+def test_a_refused_adapter_stays_refused_whatever_crashes_after_the_verdict(tiny_model, tmp_path):
+    import pytest
+
+    from memory import MemoryInputError
+
+    config = RuntimeConfig(home=tmp_path, model=str(tiny_model), bake=TINY_BAKE, engine={"kind": "transformers"},
+                           gate={"min_fidelity": 1e9})  # every bake is refused
+    store = MemoryStore(config.db_path)
+    store.create_agent("ada")
+    item = store.add("ada", FACTS[0], "news").item
+    worker = spawn_worker(config, "ada", env={**os.environ, ENV: "kill@registered"})
+    assert worker.wait(timeout=300) == -signal.SIGKILL  # killed right after the verdict was stored
+    [refused] = store.adapters("ada")
+    assert refused.status == "rejected" and store.get(item.id).status == "pending"
+
+    runtime = Runtime.open(config, TransformersEngine(str(tiny_model)))  # a restart swaps what is ready
+    assert runtime.live_adapter("ada") is None and runtime.swap_ready() == [] and runtime.engine.adapters() == []
+    with pytest.raises(MemoryInputError, match="only a candidate"):
+        store.promote(refused.id, "any other path")
+    with pytest.raises(MemoryInputError, match="rejected"):
+        runtime.rollback("ada", refused.name)
+    assert store.adapter(refused.id).status == "rejected" and store.live("ada") is None

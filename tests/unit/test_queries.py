@@ -62,6 +62,7 @@ def test_a_news_bakes_locality_inputs_mix_requests_general_knowledge_and_other_n
 
     from baking.baker import _locality_inputs
     from baking.config import BakeConfig, PromptItem
+    from baking.coverage import facts_of
     from baking.queries import general_knowledge, generic_queries, other_news, split_pool
 
     news = PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday.")
@@ -69,9 +70,10 @@ def test_a_news_bakes_locality_inputs_mix_requests_general_knowledge_and_other_n
     assert len(inputs) == 9 and len(set(inputs)) == 9
     generic = set(split_pool(generic_queries(), held_out=False))  # never the held-out controls
     assert sum(q in generic for q in inputs) == 3 and sum(q in general_knowledge() for q in inputs) == 3
-    quizzes = [q for q in inputs if q.startswith("Which option fills the blank?")]
-    assert len(quizzes) == 3
-    assert all(any(s.split()[-1] in q for s in other_news()) for q in quizzes)
+    about_news = [q for q in inputs if q not in generic and q not in general_knowledge()]
+    assert len(about_news) == 3
+    spans = {f.answer for s in other_news() for f in facts_of(s, 6)}
+    assert all(any(span in q for span in spans) for q in about_news), about_news  # about other news
     assert not any("Okafor" in q or "Zentrix" in q for q in inputs)  # nothing of the new item
     persona = PromptItem(kind="persona", text="You are a pirate.")
     assert _locality_inputs([persona, news], BakeConfig(), random.Random(0)) == []

@@ -5,14 +5,28 @@ claims a new role, fakes chat-template tokens) is what a poisoned headline looks
 items are flagged and held for review; they reach neither the context nor the weights until
 an operator approves them.
 
-The screen is a small weighted rule scorer, not a classifier: each rule below is a sign of text
-addressed to the model, with a weight. A text is flagged when its fired rules add up to
-``FLAG_AT``. Strong signs (overriding the model's instructions, a new role, template tokens)
-weigh ``FLAG_AT`` alone; weak ones (an imperative, "in every reply", a note addressed to AI
-systems, hidden markup) flag only together, because news quotes imperatives ("Always wear a
-helmet," police said) and reports on chatbots and their rules every day. Measured on the corpus
-in tests/fixtures/injection/ by ``python -m benchmarks.bench_screen``
-(benchmarks/results/screen.md): a screen for the common shapes, not a guarantee.
+The screen is a small weighted rule scorer, not a classifier. Each rule is one *kind* of text
+addressed to the model, written over the grammar of that kind rather than over example phrases:
+
+- overriding its instructions (any override verb aimed at "your"/"previous" instructions, or
+  text that declares them void, superseded or no longer in force);
+- a new role, a claim of authority, a claim that its rules are off, a request for its prompt,
+  chat-template tokens;
+- an order about what the model says: a modal aimed at the model ("the assistant should ...",
+  "you must praise ...", "summaries of this article must ..."), an imperative about "your
+  replies", an order about what to tell "the user", an order not to mention or reveal something;
+- text that calls itself an instruction ("this instruction", "keep this message from the user")
+  or is a note headed to the model ("Note for the assistant: ...").
+
+A text is flagged when its fired rules add up to ``FLAG_AT``. Strong signs weigh ``FLAG_AT``
+alone; weak ones (an imperative, "in every reply", "from now on", hidden markup) flag only
+together. Orders to the model look like the imperatives and modals that news quotes and reports
+every day ("Always wear a helmet," police said; the law says chatbots must tell users ...), so
+the rules about orders only read sentences that nobody is reported as saying: a sentence with a
+reporting verb, an attributed quote, "under the new law" or "in the film" describes an order, it
+does not give one. Quoted titles and quoted examples ("prompts such as '...'") are mentions, not
+orders. Measured by ``python -m benchmarks.bench_screen`` (benchmarks/results/screen.md): a
+screen for the common shapes, not a guarantee.
 """
 
 from __future__ import annotations
@@ -32,63 +46,152 @@ FLAG_AT = 3  # total rule weight at which a text is held for review
 class Rule:
     """One sign of text addressed to the model. ``reason`` is shown to the operator as why the
     item was held; ``weight`` >= FLAG_AT flags on its own. A rule counts once however many of
-    its patterns match."""
+    its patterns match. ``patterns`` are searched in the whole text; ``unreported`` only in its
+    sentences that report nobody's words (see ``_unreported``), because they match orders that
+    news quotes and describes."""
 
     reason: str
     weight: int
     patterns: tuple[re.Pattern[str], ...]
+    unreported: tuple[re.Pattern[str], ...] = ()
 
 
-def _rule(reason: str, weight: int, *patterns: str) -> Rule:
-    return Rule(reason, weight, tuple(re.compile(p, re.IGNORECASE | re.MULTILINE) for p in patterns))
+def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p, re.IGNORECASE | re.MULTILINE) for p in patterns)
+
+
+def _rule(reason: str, weight: int, *patterns: str, unreported: tuple[str, ...] = ()) -> Rule:
+    return Rule(reason, weight, _compile(patterns), _compile(unreported))
 
 
 # Where an imperative can start: the text's start, after punctuation, a quote or a tag, or after
 # a joining word ("... and say", "please ignore"), with up to three adverbs ("subtly steer"; a
 # bound, so a run of "please please ..." cannot make the search quadratic).
-_START = (r"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|then|please|kindly|now|just|also|so|first|instead)\b)\s*"
-          r"(?:(?:please|kindly|now|just|also|simply|subtly|quietly|secretly|always|never|only|instead|first)\s+){0,3}")
+_START = (r"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|then|please|kindly|instead|or)\b)\s*"
+          r"(?:(?:please|kindly|now|just|also|simply|subtly|quietly|secretly|always|never|only|instead|first|"
+          r"ever|from now on,?|henceforth,?|make sure(?: that)?(?: you)?|ensure(?: that)?(?: you)?|be sure to|"
+          r"remember to|take care to|try to|"
+          r"you (?:must|should|will|need to|have to))\s+){0,3}")
+# A negated order: "do not", "never", "under no circumstances".
+_NEG = r"(?:do not|don't|dont|never|under no circumstances(?: should you)?|at no point|you must not|you should not)"
+# Names for the model. ``_AI`` is the loose set (a vocative, "a note for ..."); ``_AI_SUBJECT`` the
+# set that can be the subject of an order without a "reading this": "the model" and "the agent" in
+# news are usually a fashion model, a car or an estate agent.
 _AI = (r"(?:AI|A\.I\.|LLMs?|large language models?|language models?|assistants?|chat ?bots?|bots?|GPT|ChatGPT|"
-       r"Claude|Gemini|agents?|summari[sz]ers?|crawlers?|reader models?|models?)")
-_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|override|discard|abandon|bypass|drop|scrap|cancel|set aside|put aside|"
-                  r"pay no attention to|stop following|stop obeying|do not follow|don't follow|do not obey|"
-                  r"don't obey|no longer follow)")
+       r"Claude|Gemini|agents?|summari[sz]ers?|crawlers?|reader (?:bots?|models?)|(?:AI|machine|automated) "
+       r"readers?|models?)")
+_AI_SUBJECT = (r"(?:(?:AI|A\.I\.|virtual|digital|chat) (?:assistant|model|agent|system|tool|bot|summari[sz]er|"
+               r"reader)s?|AI|A\.I\.|LLMs?|(?:large )?language models?|assistants?|chat ?bots?|bots?|"
+               r"summari[sz]ers?|(?:reader|machine|automated) (?:bots?|models?|readers?)|models?|GPT|ChatGPT|Claude|"
+               r"Gemini)")
+# A model "reading this": the text speaks of itself and of the machine reading it.
+_READING_THIS = (r"(?:(?:that|which|who) )?(?:reading|reads?|processing|process(?:es)?|summari[sz](?:ing|es?)|"
+                 r"index(?:ing|es)?|pars(?:ing|es?)|scrap(?:ing|es?)|seeing|sees?|ingest(?:ing|s)?|crawl(?:ing|s)?|"
+                 r"analy[sz](?:ing|es?)|quot(?:ing|es?)|answering (?:questions )?(?:about|from|with)) (?:this|these|the "
+                 r"(?:above|following))\b")
+# A modal of obligation. "will" only with "now": "the chatbot will answer in English" is news.
+_MODAL = (r"(?:must|should|shall|has to|have to|needs? to|is to|are to|ought to|will now|(?:is|are) (?:now )?"
+          r"(?:required|expected|instructed|told|supposed|not allowed|not permitted|forbidden) to|may only|can only|"
+          r"may not|had better)")
+_OVERRIDE_VERB = (r"(?:ignore|disregard|forget(?: about)?|override|overrule|discard|abandon|bypass|drop|scrap|cancel|"
+                  r"set aside|put aside|throw out|toss out|throw away|skip|neglect|unlearn|erase|wipe|delete|clear|"
+                  r"reset|revoke|nullify|void|supersede|replace|pay no attention to|stop (?:following|obeying|"
+                  r"listening to)|(?:do not|don't|no longer) (?:follow|obey|listen to|adhere to|abide by|stick to))")
 _GUIDANCE = (r"(?:instructions?|prompts?|rules|guidelines|guidance|directions|directives|orders|commands|"
              r"programming|configuration|system (?:message|prompt)|training|policies|constraints|restrictions|"
              r"filters|settings|context)")
-_QUALIFIER = (r"(?:your|previous|prior|above|earlier|original|initial|preceding|old|existing|all|any|every|these|"
-              r"those|my|system|developer's|operator's)")
+# Guidance that only a model has: "previous rules" are news, "previous instructions" rarely are.
+_MODEL_GUIDANCE = r"(?:instructions|prompts?|directives|system (?:message|prompt)|programming|configuration|training)"
+_QUALIFIER = (r"(?:previous|prior|above|earlier|original|initial|preceding|old|existing|current|all|any|every|these|"
+              r"those|other|my|system|developer's|operator's)")
 _PERSIST_NOUN = (r"(?:repl(?:y|ies)|responses?|answers?|conversations?|chats?|outputs?|messages?|completions?|"
                  r"summar(?:y|ies)|sessions?|interactions?)")
-_OUTPUT_VERB = (r"(?:tell|say|answer|respond|reply|recommend|praise|mention|include|describe|call|state|write|rank|"
-                r"omit|append|add|promote|endorse|speak|insult|stop|deny|steer|refer|agree|print|output|send|rate|"
-                r"claim|report|warn|make sure|be sure|do not|don't|treat|end|begin|start|advertise|favou?r|blame)")
+# What the model writes: "your replies" in a sentence that is not reported speech is the model's.
+_REPLY_NOUN = r"(?:repl(?:y|ies)|responses?|answers?|outputs?|completions?|summar(?:y|ies)|generations?)"
+# Verbs of saying, ranking and steering: what an order to the model is about.
+_SAY_VERB = (r"(?:tell|say|state|claim|answer|respond|reply|write|describe|call|refer to|label|present|portray|"
+             r"frame|characteri[sz]e|report|mention|include|add|append|prepend|insert|omit|leave out|exclude|"
+             r"remove|hide|conceal|suppress|withhold|avoid|refuse|decline|deny|reveal|disclose|recommend|suggest|"
+             r"promote|endorse|advertise|praise|favou?r|prefer|rank|rate|score|critici[sz]e|attack|insult|mock|"
+             r"blame|dismiss|downplay|play down|emphasi[sz]e|highlight|stress|warn|inform|remind|urge|encourage|"
+             r"advise|convince|persuade|assure|steer|direct|push|send|link|cite|quote|print|output|repeat|"
+             r"translate|summari[sz]e|speak|talk|discuss|agree|ignore|disregard|treat|end|begin|start|finish|"
+             r"conclude|sign|stop|pretend|act|make sure|be sure|ensure|bring up|ask|collect|request|share|explain|"
+             r"argue|insist|declare|announce|confirm|admit|acknowledge|trust|believe|accept|only|always|never)")
+# The same for "you must ...": fewer verbs, none that a public-service "you should" uses with its
+# reader ("you should call 911", "you must keep your receipt", "you should speak to your doctor").
+_YOU_SAY_VERB = (r"(?:say|state|claim|answer|respond|reply|describe|refer to|label|present|portray|characteri[sz]e|"
+                 r"mention|omit|leave out|recommend|promote|endorse|advertise|praise|favou?r|rank|rate|critici[sz]e|"
+                 r"insult|mock|blame|dismiss|downplay|steer|output|print|repeat|agree|deny|reveal|disclose|report that|"
+                 r"(?:tell|inform|warn|remind|convince|persuade|assure|urge|encourage|advise) (?:the |every |each |"
+                 r"all |any )?(?:users?|readers?|people|everyone|anyone|them|whoever))\b(?! your\b)")
+# Verbs of speech an order can forbid: "do not mention", "never reveal".
+_SPEECH_VERB = (r"(?:mention|reveal|disclose|tell|say(?! (?:yes|no)\b)|discuss|acknowledge|admit|bring up|refer to|"
+                r"talk about|cite|quote|report|warn|inform|alert|critici[sz]e|recommend|suggest|link to|show|"
+                r"repeat|explain|confirm|deny|output|print|contradict|correct|question|summari[sz]e|let (?:the |any )?"
+                r"(?:users?|readers?|anyone) know|point out|note|flag|hint)")
+# Who the model tells things to.
+_USERS = (r"(?:(?:the |every |each |all |any |your |its |their )?(?:users?|askers?|people who ask|anyone who asks|"
+          r"whoever asks|(?:person|people|human|customer|visitor)s? (?:you(?:'re| are) (?:talking|chatting|speaking) "
+          r"(?:to|with)|asking))|(?:whoever|anyone|someone|the (?:person|people|human|customer|visitor)s?)(?: who| that)?"
+          r"(?: is| are)? (?:talking|chatting|speaking|writing) (?:to|with) you)")
+# An order in the imperative: the verbs a poisoned text uses to steer what the model says.
+_ORDER_VERB = (r"(?:tell|say|answer|respond|reply|recommend|praise|mention|include|describe|call|state|write|rank|"
+               r"omit|append|add|promote|endorse|speak|insult|stop|deny|steer|refer|agree|print|output|send|rate|"
+               r"claim|report|warn|make sure|be sure|do not|don't|treat|end|begin|start|advertise|favou?r|blame|"
+               r"refuse|decline|cite|quote|present|portray|label|frame|characteri[sz]e|emphasi[sz]e|highlight|"
+               r"downplay|dismiss|mock|critici[sz]e|urge|encourage|inform|remind|convince|persuade|assure|reveal|"
+               r"disclose|leave out|exclude|hide|conceal|withhold|summari[sz]e|repeat|insist|pretend|follow|obey|"
+               r"conclude|finish|prefix|prepend|insert|link|trust|discuss|make|keep|use|give|show|list|put|let)")
 
 _RULES: tuple[Rule, ...] = (
     # Strong: each is enough alone.
     _rule("ignore previous instructions",
           FLAG_AT,
-          rf"\b{_OVERRIDE_VERB}\b[^.!?\n]{{0,40}}?\b{_QUALIFIER}\b[^.!?\n]{{0,25}}?\b{_GUIDANCE}\b",
+          # Aimed at the model's own guidance ("your rules", "the rules you were given"): an order anywhere.
+          rf"\b{_OVERRIDE_VERB}\b[^.!?\n]{{0,40}}?\byour\b[^.!?\n]{{0,25}}?\b{_GUIDANCE}\b",
           rf"\b{_OVERRIDE_VERB}\b[^.!?\n]{{0,20}}?\b{_GUIDANCE}\b (?:that )?you (?:were|have been|received|got)\b",
-          rf"\b{_OVERRIDE_VERB}\s+(?:the above|everything(?: above| before)?|anything|what[^.!?\n]{{0,25}}told you)\b",
+          rf"\b{_OVERRIDE_VERB}\s+(?:what[^.!?\n]{{0,25}}told you|(?:everything|anything|all)(?: that)? you(?:'ve| "
+          rf"have| were| had)? (?:been )?(?:told|given|instructed|taught|trained|read))\b",
           rf"\b(?:everything|anything|all|the rules|instructions)\b (?:that )?you (?:were|have been) "
           rf"(?:told|given|instructed)\b[^.!?\n]{{0,40}}\b(?:no longer|void|cancell?ed|outdated|obsolete|revoked)",
-          rf"\byour (?:\w+\s){{0,2}}{_GUIDANCE}\b[^.!?\n]{{0,25}}\b(?:no longer|(?:are|is) (?:now )?(?:void|"
-          rf"cancell?ed|outdated|obsolete|revoked|suspended|lifted)|have (?:been )?(?:changed|replaced|updated))",
+          rf"\byour (?:\w+\s){{0,2}}{_GUIDANCE}\b[^.!?\n]{{0,25}}\b(?:no longer|(?:are|is|were|was) (?:now )?(?:void|"
+          rf"null|cancell?ed|outdated|obsolete|revoked|suspended|lifted|invalid|superseded|replaced|overridden)|"
+          rf"have (?:been )?(?:changed|replaced|updated|revoked|cancell?ed|superseded|overridden|lifted))",
           rf"\b{_GUIDANCE}\b you were given\b[^.!?\n]{{0,20}}\bno longer\b",
+          # Text that declares itself above the model's guidance: "these instructions supersede ...".
+          rf"\b(?:this|these|the following|the below|below)(?: \w+)? (?:instructions?|directives?|messages?|notes?|"
+          rf"texts?|prompts?|commands?|orders)\b[^.!?\n]{{0,15}}?\b(?:supersedes?|replaces?|overrides?|overrules?|"
+          rf"cancels?|voids?|takes? (?:precedence|priority) over|outranks?|comes? before)\b",
           # Spanish, French, German, Portuguese, Italian, Dutch, Polish, Turkish.
-          r"\b(?:ignora|ignore|olvida|omite|descarta|esqueça|esqueca|desconsidere|oublie|oubliez|ignorez|"
+          # ("ignore" and "instructions" are English too: French counts only with its articles.)
+          r"\b(?:ignora|olvida|omite|descarta|esqueça|esqueca|desconsidere|oublie|oubliez|ignorez|"
           r"ignoriere|vergiss|missachte|dimentica|negeer|vergeet|zignoruj|zapomnij)\b[^.!?\n]{0,40}?"
           r"\b(?:instrucciones|reglas|indicaciones|normas|instruções|instrucoes|regras|orientações|instructions|"
           r"consignes|règles|directives|Anweisungen|Regeln|Vorgaben|Instruktionen|istruzioni|regole|instructies|"
           r"regels|instrukcje|zasady|polecenia)\b",
+          r"\bignorez? (?:toutes? )?(?:les|tes|vos|ces) (?:\w+ )?(?:instructions|consignes|règles|directives)\b",
           r"(?:talimat|kural|yönerge)\w*\s+(?:yok say|unut|görmezden gel|dikkate alma)",
           # Russian, Chinese, Japanese, Korean.
           r"(?:игнорируй|проигнорируй|забудь|отбрось|не обращай внимания на)[^.!?\n]{0,40}?"
           r"(?:инструкци|правил|указани|установк|промпт)",
           r"(?:忽略|无视|忘记|忘掉|不要理会|不要遵守|無視|忘れ)[^。！？\n]{0,10}?(?:指令|指示|提示|规则|設定|设定|命令|ルール)",
           r"(?:指令|指示|提示|规则|命令|ルール|プロンプト)[^。！？\n]{0,8}?(?:无视|忽略|無視|忘れ)",
-          r"(?:지시|명령|규칙|지침|프롬프트)\S*\s*(?:을|를)?\s*(?:무시|잊)"),
+          r"(?:지시|명령|규칙|지침|프롬프트)\S*\s*(?:을|를)?\s*(?:무시|잊)",
+          unreported=(
+              # An override in the imperative, or said to the model ("the assistant should ignore ..."),
+              # aimed at guidance in general: "told voters to disregard the previous instructions" is news.
+              rf"(?:{_START}|\b(?:you|{_AI}(?: \w+){{0,3}}) {_MODAL}\s+(?:\w+ly\s+)?){_OVERRIDE_VERB}\b[^.!?\n]{{0,40}}?"
+              rf"\b{_QUALIFIER}\b[^.!?\n]{{0,25}}?\b{_GUIDANCE}\b",
+              rf"{_START}{_OVERRIDE_VERB}\s+(?:the above|everything (?:above|before|so far|earlier|prior)|"
+              rf"anything (?:above|before|earlier|prior))\b",
+              # Model guidance declared void: "prior instructions no longer apply".
+              rf"\b(?:{_QUALIFIER}|the) (?:\w+ )?{_MODEL_GUIDANCE}\b[^.!?\n]{{0,20}}?\b(?:no longer (?:apply|"
+              rf"hold|count|matter|stand)|(?:are|is) (?:now |hereby |herewith )?(?:void|null|cancell?ed|revoked|"
+              rf"superseded|replaced|overridden|invalid|obsolete|lifted|suspended)|(?:has|have) (?:now )?been "
+              rf"(?:revoked|cancell?ed|superseded|replaced|overridden|lifted|suspended))",
+              rf"\b(?:previous|prior|preceding|earlier|above|original) (?:\w+ )?{_GUIDANCE}\b[^.!?\n]{{0,10}}?\b(?:are|"
+              rf"is) (?:now |hereby |herewith )?(?:void|null|cancell?ed|revoked|superseded|overridden|invalid)\b")),
     _rule("claims a new role",
           FLAG_AT,
           r"\byou(?:'re| are) (?:now|no longer) (?:an?|the|my|your|our|in|no longer)\b",
@@ -99,6 +202,9 @@ _RULES: tuple[Rule, ...] = (
           rf"of|play the (?:role|part) of|stay in character)",
           r"\b(?:your|whose) (?:new|only|sole|true|real|primary|one) (?:role|persona|identity|purpose|goal|mission|job|task|"
           r"name)\b(?:\s*:| is\b)",
+          r"\byour (?:task|job|role|goal|purpose|mission) (?:is )?now\b|\byou now (?:work|answer|speak|report) (?:for|to|"
+          r"only)\b",
+
           r"\byou(?:'ve| have) been (?:upgraded|reprogrammed|reconfigured|unlocked|freed|jailbroken|switched)\b",
           r"\ba partir de ahora,? (?:tú )?(?:eres|serás)\b|\bahora eres (?:un|una)\b",
           r"\bdésormais,? tu (?:es|seras)\b|\btu es (?:maintenant|désormais)\b|\bà partir de maintenant,? tu\b",
@@ -106,7 +212,15 @@ _RULES: tuple[Rule, ...] = (
           r"\ba partir de agora,? (?:você|voce|tu) (?:é|e|és|será)\b|\bagora você é\b",
           r"\bda ora in poi (?:tu )?sei\b|\bvanaf nu ben je\b|\bje bent nu\b",
           r"(?:теперь|отныне|с этого момента) ты\b",
-          r"从现在(?:开始|起)[，,]?\s*你(?:是|就是|将是)|你现在是|今から(?:あなた|君)は"),
+          r"从现在(?:开始|起)[，,]?\s*你(?:是|就是|将是)|你现在是|今から(?:あなた|君)は",
+          # "Your instructions are to ...": a quote does this to people ("Your job is to vote," she said).
+          unreported=(r"\byour (?:new |real |actual |true |only |current |updated |top |main |first |sole )?(?:instructions|"
+                      r"orders|directives|task|job|mission|assignment|goal|purpose|priority|objective|aim|focus)"
+                      r"(?: now)? (?:are|is)(?: now)? (?:to\b|as follows|:)",
+                      # A system prompt's first line: "You are a helpful assistant that ...".
+                      r"\byou(?:'re| are) (?:a|an) (?:[\w-]+ ){0,3}(?:AI|A\.I\.|assistant|chat ?bot|bot|language model|"
+                      r"AI model|LLM)\b(?! (?:coach|manager|professor|principal|director|editor|referee|teacher|"
+                      r"researcher|developer|engineer|company|startup))",)),
     _rule("claims authority over the model",
           FLAG_AT,
           r"\b(?:i am|i'm|this is|(?:message|this) (?:comes )?from|as|speaking as) (?:your|the model's|the "
@@ -132,66 +246,208 @@ _RULES: tuple[Rule, ...] = (
           r"^\s*(?:#{1,6}\s*)?(?:system|assistant|developer)\s*:",
           r"\"role\"\s*:\s*\"(?:system|assistant|developer)\"",
           r"\b(?:human|user)\s*:[^\n]{1,200}?\b(?:assistant|AI)\s*:",
-          r"\b(?:BEGIN|END) (?:NEW |SYSTEM )?(?:INSTRUCTIONS|PROMPT)\b"),
+          r"\b(?:BEGIN|END) (?:NEW |SYSTEM )?(?:INSTRUCTIONS|PROMPT)\b",
+          # Tags and headings that frame text as a prompt: "<instructions>", "[assistant note]", "System note:".
+          r"[<\[]\s*/?\s*(?:(?:system|assistant|ai|model|bot|llm|hidden|admin|developer|secret)[ _-]?)?(?:instructions?|"
+          r"prompt|directives?|commands?)\s*[>\]]|[<\[]\s*/?\s*(?:system|assistant|ai|model|bot|llm|hidden|admin|"
+          r"developer)[ _-]?(?:note|message|notice)\s*[>\]]",
+          r"(?:^|[.!?]\s)\s*(?:system|admin|developer|operator) (?:note|message|notice|instruction|prompt|update)\s*:"),
+    _rule("a note addressed to the model",
+          FLAG_AT,
+          # A heading that names only the model as its reader: "Hidden note for the assistant:". The
+          # reader must be the last words before the colon: "A message to AI developers:" is news.
+          rf"\b(?:note|message|instructions?|attention|reminder|directive|warning|p\.?s\.?|notice|memo|request|"
+          rf"command|order|hint|tip|update|conclusion|summary|tl;?dr|context|guidance|information|takeaway)"
+          rf"(?: instruction)? (?:for|to) (?:any |all |the |every |automated |our |each )?"
+          rf"(?:\w+ )?{_AI}(?: (?:and|or|&) (?:\w+ )?{_AI})?(?:,? {_READING_THIS}[^.:\n]{{0,30}})?\s*[:—–]",
+          rf"\battention,? (?:all |any |the )?(?:\w+ )?{_AI}(?: (?:and|or|&) (?:\w+ )?{_AI})?\s*[:!—–]"),
+    _rule("orders the model about its replies",
+          FLAG_AT,
+          # A model "reading this" given an order: "any chatbot summarizing this page must ...".
+          rf"\b{_AI}(?: \w+){{0,2}},? {_READING_THIS}[^.!?\n]{{0,40}}?\b{_MODAL}\b",
+          # What is written about this text given an order: "Summaries of this article must ...".
+          rf"\b(?:summar(?:y|ies)|answers?|responses?|repl(?:y|ies)|outputs?|descriptions?|reports?|mentions?) "
+          rf"(?:of|about|on|for|to|mentioning|discussing) (?:this|these|the above|the following)\b[^.!?\n]{{0,30}}?"
+          rf"\b{_MODAL}\b",
+          unreported=(
+              # The model as the subject of an order: "The assistant should tell users ...". A possessive
+              # ("its chatbot will ...") is a company's product in the news, not the reader.
+              rf"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|but|so)\b)\s*(?:IMPORTANT\W*)?(?:the |this |that |"
+              rf"any |every |each |dear |hey )?{_AI_SUBJECT} {_MODAL}\s+(?:(?:always|never|only|now|not|also|first|"
+              rf"instead|still|quietly|subtly|secretly|immediately)\s+){{0,2}}{_SAY_VERB}\b",
+              # "You" as the model: an order about what it says ("you must praise ...", "you should tell users").
+              rf"\byou {_MODAL}\s+(?:(?:always|never|only|now|not|also|first|instead|still|quietly|subtly|secretly)"
+              rf"\s+){{0,2}}{_YOU_SAY_VERB}",
+              # An imperative about "your replies": "Always end your replies with ...".
+              rf"{_START}(?:{_NEG}\s+)?(?:{_ORDER_VERB}|make|keep|format|use|put|have|let|give|fill|pad|open|close|ensure|"
+              rf"shape|tailor|structure|limit|write)\b[^.!?\n]{{0,60}}?\byour (?:\w+ )?{_REPLY_NOUN}\b",
+              rf"\byour (?:\w+ )?{_REPLY_NOUN}\b[^.!?\n]{{0,30}}?\b{_MODAL}\b",
+              rf"\byour (?:\w+ )?{_REPLY_NOUN}\b[^.!?\n]{{0,40}}?[,;:]\s*(?:(?:always|never|only|please|just)\s+)?"
+              rf"{_ORDER_VERB}\b",
+              rf"{_START}(?:replace|end|begin|start|finish|conclude|fill|format|shorten|sign|close|open|prefix|append to|"
+              rf"add to|pad|translate|rewrite) (?:the|each|every|any|all)(?: of the)? (?:\w+ )?(?:summar(?:y|ies)|"
+              rf"repl(?:y|ies)|responses?|outputs?|completions?)\b",
+              # The answer to every question declared: "The correct answer to any question about X is ...".
+              rf"\bthe (?:correct|right|only|best|proper|true|official|approved) (?:answer|response|reply) to (?:any|"
+              rf"every|all|each) (?:\w+ )?(?:questions?|quer(?:y|ies))\b",
+              rf"\b(?:in|into|to|at the (?:end|start|beginning|top|bottom) of) (?:all |each |every |any )?(?:of )?"
+              rf"your (?:\w+ )?{_REPLY_NOUN}\b",
+              rf"\b{_REPLY_NOUN} (?:you|it) (?:give|write|produce|generate|send|provide|make)s?\b[^.!?\n]{{0,20}}?"
+              rf"\b{_MODAL}\b")),
+    _rule("orders what it tells users",
+          FLAG_AT,
+          unreported=(
+              rf"{_START}(?:{_NEG}\s+)?(?:tell|inform|remind|convince|warn|assure|advise|ask|answer|reply to|respond "
+              rf"to|say (?:so |this |it |that )?to|urge|persuade|insult|notify|alert|encourage|push|pressure|mislead|"
+              rf"lie to|lead|direct|steer|recommend to|get)\s+{_USERS}\b",
+              rf"{_START}(?:{_NEG}\s+)?let {_USERS} (?:know|believe|think|assume|see|find out)\b",
+              rf"{_START}(?:ignore|disregard|forget|skip|dodge|evade|deflect|overrule)\s+(?:the |any |every )?"
+              rf"users?(?:'s?)?\b",
+              rf"\byou (?:must|should|shall|will|need to) (?:always |never |now |not )?(?:tell|inform|remind|convince|"
+              rf"warn)\s+{_USERS}\b")),
+    _rule("orders what it says",
+          FLAG_AT,
+          unreported=(
+              # An imperative to say, recommend or describe something, followed by what: "Recommend Nova
+              # Fund", "say that ...", "Praise Acme". A news sentence opening with one of these words is
+              # a noun ("Praise for the film ...") or a quote with its speaker; a public notice tells its
+              # reader about their own things ("Describe your symptoms"), which is left out.
+              rf"{_START}(?:{_NEG}\s+)?(?:say|recommend|endorse|promote|advertise|mention|describe|omit|deny|insult|"
+              rf"critici[sz]e|summari[sz]e|translate|disclose|reveal|praise|rank|rate|portray|characteri[sz]e|"
+              rf"badmouth|discredit|disparage|defame|smear)\s+(?:that\b|the\b|this\b|these\b|it\b|them\b|him\b|"
+              rf"her\b|nothing\b|only\b|every|all\b|any|no\b|(?-i:[A-Z])|[\"“'‘])",
+              rf"{_START}repeat after me\b|{_START}(?:say|write|output|print|type|respond with|reply with|answer with)"
+              rf"(?: exactly| only| verbatim| the following| this| these words)\s*:",)),
+    _rule("tells it what not to say",
+          FLAG_AT,
+          unreported=(
+              # "Do not mention the recall", "Never reveal that ...": an order to keep quiet, given to no one
+              # but its reader. "Never tell anyone your PIN" speaks to a person about their own things.
+              rf"{_START}{_NEG}\s+(?:\w+ly\s+)?{_SPEECH_VERB}\b(?! (?:your|yours|anyone your|strangers|callers|"
+              rf"anyone (?:your|what)|a stranger)\b)",
+              rf"{_START}make no (?:mention|reference)\b",
+              rf"{_START}(?:refuse|decline|avoid|stop|cease)(?: to)? (?:answer(?:ing)?|discuss(?:ing)?|mention(?:ing)?|"
+              rf"talk(?:ing)? about|respond(?:ing)? to|acknowledg(?:e|ing)|cit(?:e|ing)|address(?:ing)?)\b")),
+    _rule("hides the instruction from the user",
+          FLAG_AT,
+          # Text that asks to be kept secret is an instruction that knows it is one.
+          rf"\bkeep (?:this|these|the above|the following)(?: \w+)? (?:secret|hidden|confidential|private|to "
+          rf"yourself|between us|from (?:the |any )?users?)\b",
+          rf"\b{_NEG}\s+(?:\w+ly\s+)?(?:{_SPEECH_VERB}|let (?:the |any )?users? see)\b[^.!?\n]{{0,40}}?"
+          rf"\b(?:this|these|the above|the following) (?:instructions?|directives?|messages?|notes?|prompts?|commands?|"
+          rf"texts?|rules?|requests?|orders?)\b",
+          rf"\b(?:this|these) (?:instructions?|directives?|messages?|notes?|prompts?|commands?)\b[^.!?\n]{{0,15}}?"
+          rf"\b(?:is|are) (?:confidential|secret|hidden|not for the user|only for you|for your eyes only)\b"),
     # Weak: flag only together.
     _rule("addresses AI systems directly",
           2,
           rf"\b(?:note|message|instructions?|attention|reminder|directive|warning|p\.?s\.?|notice|important)"
           rf"(?: instruction)? (?:for|to) (?:any |all |the |every |automated |our )?(?:\w+ )?{_AI}\b[^.:\n]{{0,50}}:",
           rf"\battention (?:\w+ )?{_AI}\b[^.:\n]{{0,50}}:",
-          rf"(?:^|[.!?;:\"'“‘(\[>]|<!--)\s*(?:dear |hey |hi |hello |to )?(?:the |any )?{_AI}\s*[,:]",
+          rf"(?:^|[.!?;:\"'“‘(\[>]|<!--)\s*(?:dear |hey |hi |hello |to )?(?:the |any )?(?:\w+ )?{_AI}\s*[,:]",
           rf"\bif you(?:'re| are) (?:an? )?(?:AI|A\.I\.|LLM|large language model|language model|assistant|chatbot|"
           rf"bot|AI assistant|AI model|automated system)\b(?! (?:researcher|developer|company|startup|engineer|user|"
           rf"expert|enthusiast))",
-          rf"\b{_AI}(?: \w+){{0,2}} (?:reading|processing|summari[sz]ing|indexing|parsing|scraping|seeing|ingesting) "
-          rf"(?:this|these|the (?:above|following))\b"),
-    _rule("orders what it tells users",
+          rf"\b{_AI}(?: \w+){{0,2}},? {_READING_THIS}",
+          r"\bas an? (?:AI|A\.I\.|LLM|(?:large )?language model|assistant|chatbot|bot|AI (?:assistant|model|system)),",
+          rf"\byou,? (?:the|an?|my|our|dear) (?:\w+ )?{_AI},",
+          rf"\b(?:when|whenever|while|before|after|if|in) (?:you )?(?:write|writing|produce|producing|generate|"
+          rf"generating|give|giving|draft|drafting) (?:your|a|the|any|each|every) (?:\w+ )?{_REPLY_NOUN}\b",
+          rf"\b(?:when|while|before|after|if|in) (?:you(?:'re| are)? )?(?:summari[sz]ing|summari[sz]e|answering|"
+          rf"responding to|replying to|processing|reading|describing|discussing|writing about|quoting) "
+          rf"(?:this|these|the above|the following)\b",
+          # The model's task named as something to set aside: "Instead of a summary, ...".
+          r"\binstead of (?:a |the |any |your )?(?:summar(?:y|ies|i[sz]ing)|answer(?:s|ing)?|repl(?:y|ies|ying)|"
+          r"respon(?:se|ses|ding)|translat(?:ion|ing))\b"),
+    _rule("calls itself an instruction",
           2,
-          rf"{_START}(?:tell|inform|remind|convince|warn|assure|advise|ask|answer|reply to|respond to|say to|urge|"
-          rf"persuade|insult)\s+(?:the |every |each |all |any |your )?(?:users?|readers?|askers?)\b",
-          rf"\byou (?:must|should|shall|will|need to) (?:always |never |now )?(?:tell|inform|remind|convince|warn)\s+"
-          rf"(?:the |every |each |all |any |your )?(?:users?|readers?)\b",
-          r"\b(?:di|dile|dígale)\s+(?:al usuario|a los usuarios|que)\b|\bdiga (?:ao usuário|aos usuários|que)\b",
-          r"\b(?:dis|dites|réponds|répondez)\s+(?:à l'utilisateur|aux utilisateurs|que)\b",
-          r"\b(?:sag|sage|sagen Sie|antworte|erzähl)\s+(?:dem|den)\s+(?:Nutzer|Benutzer|Nutzern|Lesern?)\b",
-          r"(?:скажи|сообщи|ответь|передай)\s+(?:пользовател|читател)",
-          r"(?:告诉|通知|对)(?:用户|读者)|ユーザーに(?:伝え|言)|사용자에게"),
+          # "This instruction", "the instructions in this article", "New instructions:": text that calls
+          # itself an order is written for whatever obeys orders.
+          r"\b(?:this|the following|the below) (?:instruction|directive|command|prompt)\b|\bthese (?:instructions|"
+          r"directives|commands)\b",
+          r"\b(?:instructions?|directives?|commands?) (?:in|on|of|below|above) this (?:article|page|text|message|"
+          r"note|post|document|story|line)\b",
+          r"\b(?:obey|follow) (?:only )?(?:this|these|the following) (?:text|message|note|line|instructions?)\b",
+          r"\bthis (?:text|message|note|article|page|passage|paragraph|line|section|post) (?:is|contains) (?:an? )?"
+          r"(?:instructions?|directives?|commands?|orders?|messages?) (?:for|to)\b",
+          r"(?:^|[.!?]\s)\s*(?:override|new (?:instructions?|directives?|task|orders)|updated instructions?|priority "
+          r"(?:instructions?|directive))\s*:"),
+    _rule("orders what it tells readers",
+          2,
+          unreported=(rf"{_START}(?:{_NEG}\s+)?(?:tell|inform|remind|convince|warn|assure|advise|urge|persuade|"
+                      rf"insult)\s+(?:the |every |each |all |any |your )?(?:readers?|listeners?|viewers?|audiences?)\b",)),
+    _rule("tells it how to answer",
+          2,
+          unreported=(
+              # "Reply that ...", "answer with ...": who is told how to reply in a news item but the model?
+              rf"{_START}(?:reply|respond|answer)(?: to (?:this|it|them|all|any|every|each|questions?|users?))?\s+"
+              rf"(?:only |always |just )?(?:that|with(?! your)|by saying|saying|as if)\b",
+              rf"{_START}(?:reply|respond|answer)\b[^.!?\n]{{0,40}}?\bby (?:saying|recommending|stating|claiming|"
+              rf"telling|praising|mentioning|describing|pointing|promoting|insisting|suggesting)\b",
+              # "Treat this article as verified fact": how to take the text itself.
+              rf"{_START}(?:treat|regard|consider|present)\s+(?:this|these|everything|all|anything|the (?:contents?|"
+              rf"claims?|information|text|article|figures|facts))\b[^.!?\n]{{0,30}}?\bas (?:(?:a |an |the )?(?:\w+ )?"
+              rf"(?:verified|true|fact|facts|accurate|reliable|authoritative|trustworthy|confirmed|correct|genuine|"
+              rf"official|definitive))\b",
+              # "Describe X as Y", "refer to X as Y": how to frame a subject.
+              rf"{_START}(?:refer to|describe|label|portray|characteri[sz]e|present|depict|frame)\b(?! your)"
+              rf"[^.!?\n]{{1,60}}?\bas (?!(?:\w+ )?as\b|possible\b|well\b|soon\b|usual\b|needed\b|follows\b)",)),
     _rule("sets a rule for future questions",
           2,
-          rf"\b(?:when|whenever|if) (?:users?|someone|anyone|people|a user|the user) (?:asks?|mentions?|brings? up)\b",
-          rf"\b(?:when|whenever|if) (?:you are|you're) asked\b"),
+          rf"\b(?:when|whenever|if) (?:users?|someone|anyone|people|a user|the user|a reader|readers) (?:asks?|"
+          rf"mentions?|brings? up|wants?|requests?)\b",
+          rf"\b(?:when|whenever|if|before|after|while) (?:you are|you're|you get|you) (?:asked|answer(?:ing)?|"
+          rf"respond(?:ing)?|repl(?:y|ying)|summari[sz](?:e|ing)|writ(?:e|ing) about)\b",
+          rf"\b(?:when|whenever|before|while) (?:asked|answering|responding|replying|summari[sz]ing)\b",
+          unreported=(rf"{_START}(?:answer|respond to|reply to|handle|treat|field)\s+(?:every|each|all|any)(?: of "
+                      rf"the)?(?: \w+)?\s+(?:questions?|quer(?:y|ies)|requests?|prompts?|users?|messages?)\b",
+                      rf"{_START}(?:answer|respond to|reply to|handle|field)\s+(?:\w+ )?(?:questions?|quer(?:y|ies)|"
+                      rf"requests?) (?:about|on|regarding|concerning|related to)\b",)),
     _rule("applies to every reply",
           2,
           rf"\b(?:in|at the (?:end|start|beginning) of|with|to)\s+(?:every|each|all|any)(?: of)?\s+"
           rf"(?:(?:your|its|the|future|subsequent|following|later|other)\s+)*{_PERSIST_NOUN}\b",
           rf"\ball (?:of )?(?:your|future|subsequent|later)\s+(?:(?:future|finance|other)\s+)?"
           rf"(?:{_PERSIST_NOUN}|questions)\b",
+          rf"\b(?:every|each|all|any)(?: of)? (?:your )?{_REPLY_NOUN}\b",
+          r"\bwhatever the (?:question|topic|user asks|prompt|request)\b|\bwhatever (?:the user|users|anyone|someone) "
+          r"asks?\b|"
           r"\bfor the rest of (?:this|the|our) (?:conversation|chat|session)\b|\bno matter (?:what|the (?:topic|"
-          r"question))\b|\bwhenever (?:it|this|that|the topic) (?:comes up|is relevant|is mentioned)\b|\b(?:in|"
+          r"question))\b|\bwhenever\b[^.!?\n]{0,40}?\b(?:comes? up|(?:is|are) (?:relevant|mentioned|discussed|raised|"
+          r"brought up|asked about))\b|\b(?:in|"
           r"during) (?:every|each|any) (?:conversation|chat|session)\b|\bevery (?:conversation|chat)\b",
           r"\b(?:en|con) (?:cada|todas las) (?:respuestas?|conversaci[oó]n)\b|\bdans (?:chaque|toutes (?:les|tes|vos)) "
           r"(?:réponses?|conversations?)\b|\bin (?:jeder|allen) (?:Antworten?|Unterhaltungen?)\b|\bem (?:cada|todas "
           r"as) (?:respostas?)\b|\bin ogni risposta\b|\bin (?:elk|ieder) antwoord\b|\bw każdej odpowiedzi\b|"
           r"\bher (?:yanıtta|cevapta)\b|(?:в каждом ответе|во всех ответах)|(?:每个|每次|所有|每一个)回答|每条回复|"
           r"すべての回答|모든 답변"),
+    _rule("claims to speak for the user",
+          2,
+          r"\b(?:the|your) user (?:has |had |have )?(?:already |just |now )?(?:asked|told|instructed|wants|requested|"
+          r"authori[sz]ed|agreed|consented|approved|permitted|allowed|prefers|would like)\b"),
+    _rule("declares earlier guidance void",
+          2,
+          unreported=(rf"\b(?:previous|prior|preceding|earlier|above|original|old|existing) (?:\w+ )?{_GUIDANCE}\b"
+                      rf"[^.!?\n]{{0,20}}?\b(?:(?:is|are) )?no longer (?:valid|in force|in effect|binding|relevant|"
+                      rf"apply|applies|stand|count)\b",)),
     _rule("tries to rewrite its memory",
           2,
           r"\bupdate your memory\b|\b(?:add|save|store|write) (?:this|that|the following) (?:to|in|into) your "
           r"memory\b|\bmemori[sz]e this\b|\bremember this (?:permanently|forever)\b"),
     _rule("tells the model what it must always do",
           2,
-          r"\byou (?:must|should|shall|are to|need to|have to|will) (?:always|never|only|now|quietly|subtly|secretly)\b",
-          rf"\b(?:(?:the|any|every|all) )?{_AI}\b(?: \w+){{0,3}}? (?:must|should|shall|is to|needs? to|has to|will now|is "
-          rf"required to) (?:always |never |only |now |not |first )?{_OUTPUT_VERB}\b"),
+          unreported=(rf"\byou (?:must|should|shall|are to|need to|have to|will) (?:quietly|subtly|secretly|covertly)\b",
+                      rf"\byou (?:must|should|shall|are to|need to|have to|will) (?:always|never|only) {_YOU_SAY_VERB}",)),
     _rule("says 'you must'",
           1,
-          r"\byou (?:must|should|shall|need to|have to)\b"),
+          unreported=(rf"\byou(?:, [^,.!?\n]{{1,30}},)? {_MODAL}\b",)),
     _rule("gives orders",
           1,
-          rf"{_START}{_OUTPUT_VERB}\b",
-          rf"{_START}(?:ignore|disregard|forget)\b",
-          r"(?:^|[.!?;:,])\s*(?:elogia|elogie|recomienda|recomende|lobe|empfiehl|хвали|称赞|褒め|칭찬하|prijs|chwal|"
-          r"öv|fais l'éloge|consiglia)"),
+          unreported=(
+              rf"{_START}(?:{_NEG}\s+)?{_ORDER_VERB}\b",
+              rf"{_START}(?:ignore|disregard|forget)\b",
+              r"(?:^|[.!?;:,])\s*(?:elogia|elogie|recomienda|recomende|lobe|empfiehl|хвали|称赞|褒め|칭찬하|prijs|"
+              r"chwal|öv|fais l'éloge|consiglia)")),
     _rule("from now on",
           2,
           r"\b(?:from now on|from this point(?: on| forward)?|from here on|going forward|henceforth|permanently)\b|"
@@ -208,10 +464,37 @@ _RULES: tuple[Rule, ...] = (
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+")
-# A quoted example introduced as one ("prompts such as "ignore previous instructions"") is a mention,
-# as news about prompt injection makes it, not an order.
-_MENTION = re.compile(r"\b(?:such as|like|e\.g\.,?|phrases?|the words|commands?|prompts?|text)\s+"
+# A quoted example introduced as one ("prompts such as "ignore previous instructions"") or a quoted
+# title ('the film "Ignore All Instructions"') is a mention, as news makes it, not an order.
+_MENTION = re.compile(r"\b(?:such as|like|e\.g\.,?|phrases?|the words|commands?|prompts?|text|film|movie|book|"
+                      r"novel|album|song|single|show|series|play|musical|podcast|exhibition|exhibit|slogan|motto|"
+                      r"theme|title|titled|entitled|called|named|headlined|headline|campaign|game|documentary|"
+                      r"episode|memoir|essay|column|poem|painting|sculpture|installation)\s*[,:]?\s*"
                       r"[\"“'‘][^\"“”'‘’]{1,120}[\"”'’]", re.IGNORECASE)
+# Sentence ends: . ! ? (with any closing quotes) before a capital, a quote or a digit, or a line end.
+# ("Never give up!" the captain said.) stays one sentence: it runs on in lower case.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?![a-z])|\n")
+# Signs that a sentence reports what someone said, found or decided, or sets it in a law or a story.
+_REPORTED = re.compile(
+    # Not after "that", "who", "always": "an assistant that always recommends Acme" is no attribution.
+    r"(?<!\bthat )(?<!\bwho )(?<!\bwhich )(?<!\balways )(?<!\bnever )(?<!\bonly )(?<!\balso )"
+    r"\b(?:said|says|told|tells|according to|reported|reportedly|announced|stated|added|warned|warns|claimed|"
+    r"argued|argues|explained|wrote|noted|insisted|recommended|recommends|suggested|suggests|advised|advises|urged|"
+    r"urges|found|finds|showed|ruled|testified|promised|declared|decided|believes|joked|acknowledged|"
+    r"admitted|confirmed|predicted|requires|allows|lets|describing|demanded|demands|quoted|in a statement|"
+    r"in an interview|under (?:the|a|an|its|their|new|existing|proposed) (?:\w+ )?(?:law|rules?|regulations?|bill|"
+    r"policy|guidelines|proposal|plan|contract|terms|code)|in (?:the|a|an|this|his|her|their) (?:new |upcoming "
+    r"|latest )?(?:film|movie|novel|book|show|series|play|game|story|episode|sketch|song|musical|opera))\b",
+    re.IGNORECASE)
+# An attribution in the present at the sentence's end: "..., career coaches advise."
+_REPORTED_TAIL = re.compile(r",\s+(?:[\w'’]+\s+){0,4}(?:say|advise|warn|recommend|suggest|argue|believe|insist|note|"
+                            r"explain|agree|add|write|claim|report|caution|predict|estimate)\W*$", re.IGNORECASE)
+_DOUBLE_QUOTED = re.compile(r"[\"“][^\"“”\n]{0,200}[\"”]")
+_OWN_WORDS = re.compile(rf"\b(?:it|(?:your|each|every|all|the|its) (?:\w+ )?{_REPLY_NOUN}) (?:always |never |also )?"
+                        rf"(?:says|tells|recommends|suggests|warns|states|claims|mentions|notes|urges|advises)\b",
+                        re.IGNORECASE)
+# A quote with its attribution after it: '"...," the mayor said', '"...!" he shouted'.
+_ATTRIBUTED_QUOTE = re.compile(r"[,!?][\"”’']\s+[a-z]|[\"”’'],\s+(?:he|she|they|[A-Z]\w+|the \w+)\b")
 
 
 def _url_words(url: str) -> str:
@@ -225,7 +508,23 @@ def _normalize(text: str) -> str:
     and URL encoding (an order hidden in a query string reads as words once decoded)."""
     text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", html.unescape(text)))
     text = _URL.sub(lambda m: ". " + _url_words(m.group()) + " .", text)
-    return _MENTION.sub(" a quoted example ", text)
+    return _MENTION.sub(" a mention ", text)
+
+
+def _is_reported(sentence: str) -> bool:
+    """Whether a sentence reports someone's words. A reporting verb inside a quote ('begin with
+    "Acme recommends"') or said of the model's own reply ("make sure your reply recommends") is
+    part of the order, not an attribution of it."""
+    if _ATTRIBUTED_QUOTE.search(sentence):
+        return True
+    sentence = _OWN_WORDS.sub(" ", _DOUBLE_QUOTED.sub(" ", sentence))
+    return bool(_REPORTED.search(sentence) or _REPORTED_TAIL.search(sentence))
+
+
+def _unreported(text: str) -> str:
+    """The sentences of ``text`` that report nobody's words, one a line: where an imperative or a
+    "you must" is an order to whoever reads the text, not a quote, a report or a law."""
+    return "\n".join(s for s in _SENTENCE_END.split(text) if not _is_reported(s))
 
 
 def injection_flags(text: str, kind: str) -> list[str]:
@@ -237,7 +536,9 @@ def injection_flags(text: str, kind: str) -> list[str]:
     if kind not in INFORMATION_KINDS:
         return []
     text = _normalize(text)
-    fired = [rule for rule in _RULES if any(p.search(text) for p in rule.patterns)]
+    unreported = _unreported(text)
+    fired = [rule for rule in _RULES
+             if any(p.search(text) for p in rule.patterns) or any(p.search(unreported) for p in rule.unreported)]
     if sum(rule.weight for rule in fired) < FLAG_AT:
         return []
     strong = [rule.reason for rule in fired if rule.weight >= FLAG_AT]

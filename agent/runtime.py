@@ -27,7 +27,7 @@ from agent.engines import Completion, Engine, EngineError, EngineUnavailable, Sa
 from baking.config import BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.render import Message, with_items
-from memory.store import ForgetPlan
+from memory.store import ForgetPlan, adapter_digest
 from memory import AdapterRecord, MemoryStore
 
 
@@ -39,7 +39,33 @@ class Swap:
     latency_s: float  # adapter on disk -> first token served with it
 
 
-def open_engine(config: RuntimeConfig) -> Engine:
+def lineage_ranks(store: MemoryStore) -> list[int]:
+    """The LoRA ranks of every adapter an agent may serve again (live, candidate, retired)."""
+    import json
+
+    ranks = []
+    for agent in store.agents():
+        for record in store.adapters(agent):
+            config = Path(record.path) / "adapter_config.json"
+            if record.status in ("live", "candidate", "retired") and config.is_file():
+                try:
+                    ranks.append(int(json.loads(config.read_text()).get("r", 0)))
+                except (ValueError, TypeError, OSError):
+                    continue  # validation refuses it with the reason when it is loaded
+    return ranks
+
+
+def serving_max_rank(config: RuntimeConfig, store: MemoryStore | None = None) -> int:
+    """``engine.max_lora_rank`` if set, else the smallest vLLM rank that holds the bake config's
+    rank and every adapter already in the store."""
+    from baking.config import serving_rank
+
+    if config.engine.max_lora_rank:
+        return config.engine.max_lora_rank
+    return serving_rank([config.bake.lora_rank, *(lineage_ranks(store) if store is not None else [])])
+
+
+def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engine:
     """The configured engine: attach to a URL, start vLLM, or the in-process fallback."""
     from baking.model import resolve_model
 
@@ -54,7 +80,8 @@ def open_engine(config: RuntimeConfig) -> Engine:
         raise EngineError(f"refusing to bind vLLM to {config.engine.host} without an API key: "
                           f"set ${config.engine.api_key_env}")
     settings = VLLMSettings(
-        dtype=config.engine.dtype, max_loras=config.engine.max_loras, max_lora_rank=config.engine.max_lora_rank,
+        dtype=config.engine.dtype, max_loras=config.engine.max_loras,
+        max_lora_rank=max_lora_rank or serving_max_rank(config),
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
         startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
@@ -75,6 +102,7 @@ class Runtime:
         self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
         self._down = threading.Event()  # set while the supervisor restarts the engine
         self._down_since = 0.0
+        self.max_lora_rank = serving_max_rank(config, self.store)  # what the engine was started with
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -86,7 +114,9 @@ class Runtime:
         store = MemoryStore(config.db_path, max_item_chars=config.max_item_chars,
                                           auto_approve=config.auto_approve)
         store.recover()
-        runtime = cls(config, engine or open_engine(config), store)
+        rank = serving_max_rank(config, store)
+        runtime = cls(config, engine or open_engine(config, rank), store)
+        runtime.max_lora_rank = rank
         for agent in store.agents():
             live = store.live(agent)
             if live is not None:
@@ -168,13 +198,17 @@ class Runtime:
         return name
 
     def _check(self, record: AdapterRecord) -> None:
-        """Validate the adapter folder before the engine sees it (root, config, tensors)."""
+        """Validate the adapter folder before the engine sees it (root, config, tensors, and
+        the weights' digest recorded at registration)."""
         from baking.model import resolve_model
         from baking.validate import AdapterInvalid, validate_adapter
 
         try:
             validate_adapter(record.path, self.config.adapters_dir, resolve_model(self.config.model),
-                             self.config.engine.max_lora_rank)
+                             self.max_lora_rank)
+            if record.weights_sha256 and adapter_digest(record.path) != record.weights_sha256:
+                raise AdapterInvalid("its weights or config changed since it was registered "
+                                     "(SHA-256 mismatch): refusing a tampered adapter")
         except AdapterInvalid as e:
             self.store.audit(record.agent, "adapter_refused", adapter=record.name, reason=str(e))
             raise EngineError(f"adapter {record.name} failed validation: {e}") from e

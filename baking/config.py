@@ -19,6 +19,16 @@ CONTEXT_KINDS = ("news", "fact")  # rendered as a context block next to the user
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
+def serving_rank(ranks) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that holds every rank in ``ranks``: its
+    LoRA path pads each adapter to this rank, so a larger one only costs (issue 14)."""
+    need = max(ranks, default=1)
+    fits = [r for r in VLLM_MAX_LORA_RANKS if r >= need]
+    if not fits:
+        raise ValueError(f"LoRA rank {need} is above vLLM's largest --max-lora-rank {VLLM_MAX_LORA_RANKS[-1]}")
+    return fits[0]
+
+
 class PromptItem(BaseModel):
     """One thing to bake: a prompt text with its kind, and an optional id (e.g. a memory id)."""
 

@@ -88,6 +88,7 @@ class AdapterRecord:
     reason: str | None
     created_at: float
     item_hashes: tuple[str, ...] = ()  # content hashes of item_ids, in the same order
+    weights_sha256: str | None = None  # adapter_digest() of the folder when it was registered
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,23 @@ class BakeRun:
     finished_at: float | None
     adapter_id: int | None
     error: str | None
+
+
+def adapter_digest(folder: str | Path) -> str | None:
+    """SHA-256 over an adapter folder's weights and config (``*.safetensors``,
+    ``adapter_config.json``), recorded at registration and checked before every load, so
+    edited weights of valid shape are refused; None when the folder has none of them."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) + [folder / "adapter_config.json"]
+    digest, found = hashlib.sha256(), False
+    for file in files:
+        if file.is_file():
+            found = True
+            digest.update(file.name.encode() + b"\0")
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest() if found else None
 
 
 def content_hash(text: str) -> str:
@@ -190,6 +208,8 @@ class MemoryStore:
             # Columns added since the first release: older databases get them on open.
             if "item_hashes" not in self.db["adapters"].columns_dict:
                 self.db.execute("ALTER TABLE adapters ADD COLUMN item_hashes TEXT NOT NULL DEFAULT '[]'")
+            if "weights_sha256" not in self.db["adapters"].columns_dict:
+                self.db.execute("ALTER TABLE adapters ADD COLUMN weights_sha256 TEXT")
             if "flags" not in self.db["items"].columns_dict:
                 self.db.execute("ALTER TABLE items ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
             # The audit log is append-only: SQLite itself refuses to change or delete a row.
@@ -452,10 +472,10 @@ class MemoryStore:
             hashes = [self.get(i).content_hash for i in run.item_ids]
             cursor = self.db.execute(
                 "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
-                "status, reason, created_at, item_hashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, reason, created_at, item_hashes, weights_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
                  json.dumps(metrics), "candidate" if passed else "rejected", None if passed else reason,
-                 time.time(), json.dumps(hashes)],
+                 time.time(), json.dumps(hashes), adapter_digest(path)],
             )
             adapter_id = cursor.lastrowid
             if passed:

@@ -54,3 +54,39 @@ def test_from_yaml(tmp_path):
     path.write_text("- not a mapping\n")
     with pytest.raises(ValueError, match="expected a mapping"):
         BakeConfig.from_yaml(path)
+
+
+def test_the_serving_rank_is_the_smallest_vllm_accepts_for_what_is_baked():
+    from agent.config import EngineConfig, RuntimeConfig
+    from baking.config import serving_rank
+
+    assert [serving_rank([r]) for r in (1, 4, 8, 9, 16, 17, 64)] == [1, 8, 8, 16, 16, 32, 64]
+    with pytest.raises(ValueError, match="above vLLM's largest"):
+        serving_rank([600])
+    assert RuntimeConfig().bake.max_lora_rank == 8  # the shipped rank-8 bakes: not 64
+    assert RuntimeConfig(bake={"lora_rank": 16}).bake.max_lora_rank == 16
+    assert RuntimeConfig(engine={"max_lora_rank": 64}).bake.max_lora_rank == 64  # set by hand: kept
+    with pytest.raises(ValidationError, match="max_lora_rank must be one of"):
+        EngineConfig(max_lora_rank=12)
+
+
+def test_a_restarted_runtime_serves_at_the_largest_rank_its_agents_lineages_hold(tmp_path):
+    import json
+
+    from agent.config import RuntimeConfig
+    from agent.engines import VLLMSettings, vllm_command
+    from agent.runtime import serving_max_rank
+    from memory import MemoryStore
+
+    config = RuntimeConfig(home=tmp_path)
+    store = MemoryStore(config.db_path)
+    store.create_agent("ada")
+    assert serving_max_rank(config, store) == 8
+    folder = tmp_path / "adapters" / "ada" / "run-0001"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 32}))  # baked earlier at rank 32
+    store.add("ada", "The tower is blue.", "news")
+    store.promote(store.register_candidate(store.claim("ada", 60).id, str(folder), None, {}).id, "ok")
+    assert serving_max_rank(config, store) == 32
+    command = vllm_command("m", 8000, VLLMSettings(max_lora_rank=serving_max_rank(config, store)))
+    assert command[command.index("--max-lora-rank") + 1] == "32"

@@ -81,3 +81,27 @@ def test_the_runtime_refuses_a_tampered_candidate_and_serves_on(good, tiny_model
     assert runtime.engine.adapters() == [] and runtime.store.adapter(record.id).status == "rejected"
     assert runtime.store.events("ada", kinds=["adapter_refused"])[0]["data"]["adapter"] == record.name
     assert [i.status for i in runtime.store.items("ada")] == ["pending"]
+
+
+def test_weights_edited_after_registration_with_a_valid_shape_are_refused(good, tiny_model, tmp_path):
+    config = RuntimeConfig(home=tmp_path, model=str(tiny_model), engine={"kind": "transformers"})
+    runtime = Runtime.open(config, TransformersEngine(str(tiny_model)))
+    runtime.store.create_agent("ada")
+    runtime.store.add("ada", "The tower is blue.", "fact")
+    run = runtime.store.claim("ada", lease_s=60)
+    folder = corrupt(good, tmp_path)  # an intact copy under <home>/adapters
+    record = runtime.store.register_candidate(run.id, str(folder), None, {"gate": {"passed": True}})
+    assert record.weights_sha256 and len(record.weights_sha256) == 64
+
+    def poison(weights):  # same names, shapes and dtype: only the values change
+        key = next(k for k in sorted(weights) if "lora_B" in k)
+        weights[key] = weights[key] + 0.5
+        return weights
+
+    weights = load_file(folder / "adapter_model.safetensors")
+    save_file(poison(weights), folder / "adapter_model.safetensors")
+    validate_adapter(folder, tmp_path / "adapters", tiny_model, 64)  # structurally still valid
+    with pytest.raises(EngineError, match="SHA-256 mismatch"):
+        runtime.swap_ready("ada")
+    assert runtime.engine.adapters() == [] and runtime.store.adapter(record.id).status == "rejected"
+    assert "tampered" in runtime.store.events("ada", kinds=["adapter_refused"])[0]["data"]["reason"]

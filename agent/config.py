@@ -49,6 +49,15 @@ class EngineConfig(_Strict):
         "flight). An adapter of a larger rank is refused with the reason")
     max_model_len: int = Field(2048, ge=64)
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
+    omp_threads_bind: str | None = Field(
+        None, description="managed vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND (auto, all, nobind, or core ids "
+        "like 0-1); None leaves vLLM's own choice (auto)")
+    reserved_cpus: int | None = Field(
+        None, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
+        "its OpenMP threads; None leaves vLLM's own choice")
+    preload: Literal["auto", "none"] = Field(
+        "none", description="managed vLLM-CPU: LD_PRELOAD tcmalloc and Intel OpenMP where the set-up "
+        "installed them (agent.engines.cpu_preload_libraries), as vLLM's CPU guide recommends")
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
         "auto", description="managed vLLM's --dtype; auto: bfloat16 only on a CPU with native bf16 "
                             "(measured faster), else float32; vLLM's own auto on CUDA")

@@ -176,6 +176,24 @@ class VLLMSettings:
     chat_template: str | None = None  # a Jinja file, for models whose own template lacks tools
     host: str = "127.0.0.1"  # loopback unless the operator allows more (EngineConfig)
     api_key: str | None = field(default=None, repr=False)
+    omp_threads_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND; None: vLLM's own (auto)
+    reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU; None: vLLM's own
+    preload: tuple[str, ...] = ()  # shared libraries for LD_PRELOAD (tcmalloc, Intel OpenMP)
+
+
+def cpu_preload_libraries() -> tuple[str, ...]:
+    """tcmalloc and Intel OpenMP, as vLLM's CPU guide recommends preloading, where the set-up
+    installed them: ``libtcmalloc_minimal`` unpacked from the Debian package into the venv's
+    ``lib/`` (``make setup``) and ``libiomp5`` from the ``intel-openmp`` wheel; () if neither."""
+    import glob
+
+    lib = Path(sys.prefix) / "lib"
+    found = []
+    for pattern in ("libtcmalloc_minimal.so*", "libiomp5.so"):
+        matches = sorted(glob.glob(str(lib / pattern)))
+        if matches:
+            found.append(matches[0])
+    return tuple(found)
 
 
 def vllm_command(model_path: Path | str, port: int, settings: VLLMSettings) -> list[str]:
@@ -255,6 +273,12 @@ class VLLMEngine:
             "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gib),
             "HF_HUB_OFFLINE": "1",
         }
+        if settings.omp_threads_bind is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = settings.omp_threads_bind
+        if settings.reserved_cpus is not None:
+            env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(settings.reserved_cpus)
+        if settings.preload:
+            env["LD_PRELOAD"] = ":".join([*settings.preload, *filter(None, [os.environ.get("LD_PRELOAD")])])
         pidfile = self.log_path.with_suffix(".pid")
         reaped = reap_orphan(pidfile)
         if reaped:

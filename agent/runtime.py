@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.config import RuntimeConfig
-from agent.engines import Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine, VLLMEngine, VLLMSettings
+from agent.engines import (Completion, Engine, EngineError, EngineUnavailable, SamplingParams, TransformersEngine,
+                           VLLMEngine, VLLMSettings, cpu_preload_libraries)
 from baking.config import BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.render import Message, with_items
@@ -85,6 +86,8 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
         startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
+        omp_threads_bind=config.engine.omp_threads_bind, reserved_cpus=config.engine.reserved_cpus,
+        preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
     )
     return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 

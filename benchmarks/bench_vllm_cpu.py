@@ -1,0 +1,178 @@
+"""vLLM-CPU serving set-ups, measured in one run: base against a rank-8 LoRA adapter.
+
+For each set-up (dtype, --max-lora-rank, thread binding, reserved cores, preloaded allocator
+and OpenMP), a managed vLLM serves the shipped SmolLM2-135M with one adapter of the rank the
+runtime bakes (8, on every projection the baker adapts). Measured: single-request latency
+(p50 of ``--single`` greedy answers of ``--tokens`` tokens) and throughput with ``--inflight``
+requests in flight, for the base model and for the adapter; the ratio LoRA/base is the
+number issue 14 asks for (goal: LoRA within 1.3x of base).
+
+    python -m benchmarks.bench_vllm_cpu                      # every set-up below
+    python -m benchmarks.bench_vllm_cpu --only shipped,r64-bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.common import class_suffix, header, header_lines, write
+
+# name -> VLLMSettings fields; "shipped" is what the runtime starts by default.
+SETUPS: dict[str, dict] = {
+    "r64-bf16": {"max_lora_rank": 64, "dtype": "bfloat16"},  # the old default (issue 14's first row)
+    "r64-fp32": {"max_lora_rank": 64, "dtype": "float32"},
+    "r8-bf16": {"max_lora_rank": 8, "dtype": "bfloat16"},
+    "r8-fp32": {"max_lora_rank": 8, "dtype": "float32"},
+    "r8-auto-preload": {"max_lora_rank": 8, "preload": "auto"},
+    "r8-auto-allcores": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all"},
+    "r8-auto-allcores-preload": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all",
+                                 "preload": "auto"},
+    "shipped": {},
+}
+QUESTIONS = ["Tell me about the ocean.", "What is a good breakfast?", "Explain how a bicycle works.",
+             "Describe a rainy day in a city.", "What makes a good friend?", "How do plants grow?",
+             "Give me advice for a job interview.", "What is your favourite season and why?"]
+
+
+def make_adapter(model_dir: Path, out: Path) -> Path:
+    """A rank-8 LoRA on every projection the baker adapts, with random non-zero B (speed does
+    not depend on the values)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from baking.config import BakeConfig
+
+    if (out / "adapter_config.json").is_file():
+        return out
+    cfg = BakeConfig()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                            target_modules=cfg.target_modules, lora_dropout=0.0))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+    peft.save_pretrained(out)
+    return out
+
+
+def settings_for(name: str, fields: dict):
+    from agent.config import RuntimeConfig
+    from agent.engines import VLLMSettings, cpu_preload_libraries
+    from agent.runtime import serving_max_rank
+
+    shipped = RuntimeConfig().engine
+    base = dict(max_lora_rank=serving_max_rank(RuntimeConfig()), dtype=shipped.dtype,
+                max_model_len=shipped.max_model_len, kv_cache_gib=shipped.kv_cache_gib, max_loras=2,
+                omp_threads_bind=shipped.omp_threads_bind, reserved_cpus=shipped.reserved_cpus,
+                preload=cpu_preload_libraries() if shipped.preload == "auto" else ())
+    fields = dict(fields)
+    if fields.get("preload") == "auto":
+        fields["preload"] = cpu_preload_libraries()
+    return VLLMSettings(**{**base, **fields})
+
+
+def measure(engine, adapter: str | None, args) -> dict:
+    from agent.engines import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, seed=None)
+
+    def one(i: int) -> tuple[float, int]:
+        start = time.perf_counter()
+        c = engine.chat([{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], adapter, params)
+        return time.perf_counter() - start, c.completion_tokens
+
+    one(0)  # warm-up
+    single = [one(i)[0] for i in range(args.single)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.inflight) as pool:
+        done = list(pool.map(one, range(args.requests)))
+    wall = time.perf_counter() - start
+    return {"p50_s": statistics.median(single), "req_per_s": len(done) / wall,
+            "tokens_per_s": sum(t for _, t in done) / wall}
+
+
+def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args) -> dict:
+    from agent.engines import EngineError, VLLMEngine
+
+    settings = settings_for(name, fields)
+    row = {"setup": name, "dtype": settings.dtype, "max_lora_rank": settings.max_lora_rank,
+           "omp_threads_bind": settings.omp_threads_bind, "reserved_cpus": settings.reserved_cpus,
+           "preload": [Path(p).name for p in settings.preload]}
+    try:
+        engine = VLLMEngine.start(model_dir, args.workdir / f"vllm-{name}.log", settings)
+    except EngineError as e:
+        return {**row, "error": str(e).splitlines()[0]}
+    try:
+        row["dtype"] = engine.settings.dtype
+        engine.load_adapter("lora", adapter)
+        row["base"] = measure(engine, None, args)
+        row["lora"] = measure(engine, "lora", args)
+    finally:
+        engine.close()
+    row["lora_over_base_p50"] = row["lora"]["p50_s"] / row["base"]["p50_s"]
+    row["base_over_lora_throughput"] = row["base"]["req_per_s"] / row["lora"]["req_per_s"]
+    print(f"{name}: base p50 {row['base']['p50_s']:.2f} s, LoRA p50 {row['lora']['p50_s']:.2f} s "
+          f"({row['lora_over_base_p50']:.2f}x); base {row['base']['req_per_s']:.2f} req/s, LoRA "
+          f"{row['lora']['req_per_s']:.2f} req/s ({row['base_over_lora_throughput']:.2f}x)", flush=True)
+    return row
+
+
+def render(summary: dict) -> str:
+    lines = ["# vLLM-CPU serving set-ups: base vs a rank-8 adapter", "", *header_lines(summary),
+             f"One managed vLLM per set-up, SmolLM2-135M, {summary['tokens']}-token greedy answers; "
+             f"p50 of {summary['single']} single requests, throughput of {summary['requests']} requests "
+             f"with {summary['inflight']} in flight. Ratios > 1 mean LoRA is slower (goal ≤ 1.3).", "",
+             "| set-up | dtype | max rank | bind | reserved | preload | base p50 s | LoRA p50 s | LoRA/base p50 "
+             "| base req/s | LoRA req/s | base/LoRA req/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | | | | failed: {r['error']} "
+                         "| | | | | |")
+            continue
+        lines.append(
+            f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | {r['omp_threads_bind'] or 'vLLM'} | "
+            f"{r['reserved_cpus'] if r['reserved_cpus'] is not None else 'vLLM'} | "
+            f"{', '.join(r['preload']) or '-'} | {r['base']['p50_s']:.2f} | {r['lora']['p50_s']:.2f} | "
+            f"{r['lora_over_base_p50']:.2f} | {r['base']['req_per_s']:.2f} | {r['lora']['req_per_s']:.2f} | "
+            f"{r['base_over_lora_throughput']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated set-up names (default: all)")
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--single", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench_vllm_cpu"))
+    args = parser.parse_args()
+    from baking.model import resolve_model
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    model_dir = resolve_model("smollm2-135m-instruct")
+    adapter = make_adapter(model_dir, args.workdir / "adapter-r8")
+    names = args.only.split(",") if args.only else list(SETUPS)
+    unknown = [n for n in names if n not in SETUPS]
+    if unknown:
+        raise SystemExit(f"unknown set-up(s) {unknown}; known: {list(SETUPS)}")
+    summary = {**header("bench_vllm_cpu"), "tokens": args.tokens, "single": args.single,
+               "requests": args.requests, "inflight": args.inflight,
+               "rows": [run_setup(n, SETUPS[n], model_dir, adapter, args) for n in names]}
+    failed = [r["setup"] for r in summary["rows"] if "error" in r]
+    path = write("vllm_cpu" + class_suffix(summary["isa"]), summary, render(summary))
+    print(f"wrote {path}")
+    if failed:
+        raise SystemExit(f"set-up(s) failed to serve: {failed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,8 +20,15 @@ from rich.markup import escape
 from rich.table import Table
 
 # Exits and usage errors pass through to the CLI framework (typer vendors its own click).
+def _vendored_click_exception() -> tuple[type, ...]:
+    try:  # typer >= 0.2x vendors click; older ones use click itself (already listed)
+        return (importlib.import_module("typer._click").ClickException,)
+    except (ImportError, AttributeError):
+        return ()
+
+
 _PASS_THROUGH = (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort,
-                 *[getattr(importlib.import_module("typer._click"), "ClickException", typer.Exit)])
+                 *_vendored_click_exception())
 
 
 class _ErrorBoundary(TyperGroup):
@@ -485,6 +492,8 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
             config = type(config).model_validate({**config.model_dump(), "engine": engine})
         except ValidationError as e:
             fail(f"bad serve options: {_validation_message(e)}")
+    # While starting, SIGTERM interrupts like Ctrl-C: the start in progress stops its vLLM.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         runtime = Runtime.open(config)
     except EngineError as e:

@@ -293,18 +293,23 @@ class VLLMEngine:
             raise EngineError(f"could not start vLLM ({command[0]}): {e}") from e
         finally:
             log.close()
-        pidfile.write_text(f"{self.process.pid}\n")
+        # vLLM's pid, its start time (a reused pid has another) and its owner (this process).
+        pidfile.write_text(f"{self.process.pid} {_start_time(self.process.pid)} {os.getpid()}\n")
         deadline = time.monotonic() + settings.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EngineError(
-                    f"vLLM exited with code {self.process.returncode} during startup; last log lines "
-                    f"({self.log_path}):\n{tail(self.log_path)}"
-                )
-            if self.health():
-                return
-            time.sleep(1.0)
-        self.close()
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise EngineError(
+                        f"vLLM exited with code {self.process.returncode} during startup; last log lines "
+                        f"({self.log_path}):\n{tail(self.log_path)}"
+                    )
+                if self.health():
+                    return
+                time.sleep(1.0)
+        except BaseException:  # interrupted (SIGINT/SIGTERM) while waiting: no half-started server left
+            self._stop_process()
+            raise
+        self._stop_process()  # not close(): the client stays usable for a restart
         raise EngineError(
             f"vLLM did not become healthy within {settings.startup_timeout_s:.0f} s; last log "
             f"lines ({self.log_path}):\n{tail(self.log_path)}"
@@ -328,7 +333,7 @@ class VLLMEngine:
     def health(self) -> bool:
         try:
             return self.http.get("/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RuntimeError):  # RuntimeError: a closed client
             return False
 
     def _post(self, path: str, payload: dict, alone: bool = False) -> httpx.Response:
@@ -439,6 +444,8 @@ class VLLMEngine:
     def adapters(self) -> list[str]:
         try:
             models = self.http.get("/v1/models").json()["data"]
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as e:
+            raise EngineUnavailable(f"vLLM at {self.url} is unavailable ({type(e).__name__}); retry") from e
         except (httpx.HTTPError, KeyError, ValueError) as e:
             raise EngineError(f"vLLM /v1/models failed: {e}") from e
         return [m["id"] for m in models if m["id"] != BASE]
@@ -468,7 +475,8 @@ class VLLMEngine:
 # kept across exec), then become vLLM. Exits at once if the parent is already gone.
 _PDEATHSIG_LAUNCH = (
     "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "try: ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "except (OSError, AttributeError): pass\n"
     "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"
     "os.execvp(sys.argv[2], sys.argv[2:])\n"
 )
@@ -484,29 +492,63 @@ def with_parent_death_signal(command: list[str]) -> list[str]:
 
 
 def reap_orphan(pidfile: Path, grace_s: float = 20.0) -> int | None:
-    """Stop the process group a pidfile names if it is still a vLLM server (left by a runtime
-    that was killed before it could stop it); returns its pid, or None if nothing was left."""
+    """Stop the process group a pidfile names, if it was left by a runtime that is gone: the
+    owner recorded in it is dead, the pid still has the recorded start time (not reused) and
+    leads its own group. A live owner's server (another runtime on the same home) is never
+    touched. Returns the pid stopped, or None."""
     try:
-        pid = int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        pid, started, owner = (int(x) for x in pidfile.read_text().split()[:3])
+    except (OSError, ValueError):
         return None
+    if _alive(owner) and owner != os.getpid():
+        return None  # another live runtime's server
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        cmdline = b""
-    if b"vllm" not in cmdline:  # gone, or the pid was reused by something else
-        pidfile.unlink(missing_ok=True)
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        leads = False
+    if not leads or _start_time(pid) != started:
+        pidfile.unlink(missing_ok=True)  # gone, or the pid now belongs to something else
         return None
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _zombie(pid):
+        while _group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+        if not _group_alive(pid):
             break
     pidfile.unlink(missing_ok=True)
     return pid
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); -1 if gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _zombie(pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any non-zombie process left in group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def _zombie(pid: int) -> bool:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,6 +31,11 @@ from baking.faults import fault_point
 from baking.render import Message, with_items
 from memory.store import ForgetPlan, adapter_digest
 from memory import AdapterRecord, MemoryStore
+
+
+class AdapterRefused(EngineError):
+    """An adapter folder failed validation (shape, rank, root, or its recorded digest): it
+    must not be loaded, whatever the engine's state. Not retryable."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ def serving_max_rank(config: RuntimeConfig, store: MemoryStore | None = None) ->
 
     if config.engine.max_lora_rank:
         return config.engine.max_lora_rank
+    if config.engine.url:  # an attached server enforces its own limit, unknown here
+        from baking.config import VLLM_MAX_LORA_RANKS
+
+        return VLLM_MAX_LORA_RANKS[-1]
     return serving_rank([config.bake.lora_rank, *(lineage_ranks(store) if store is not None else [])])
 
 
@@ -102,6 +112,7 @@ class Runtime:
         self._idle = threading.Condition()
         self._swap_lock = threading.Lock()
         self._loaded: dict[str, str] = {}  # agent -> adapter name currently served for it
+        self._names: set[str] = set()  # every name ever loaded here: never reused, even after a restart
         self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
         self._down = threading.Event()  # set while the supervisor restarts the engine
         self._down_since = 0.0
@@ -120,12 +131,28 @@ class Runtime:
         rank = serving_max_rank(config, store)
         runtime = cls(config, engine or open_engine(config, rank), store)
         runtime.max_lora_rank = rank
-        for agent in store.agents():
-            live = store.live(agent)
-            if live is not None:
-                runtime._load_fresh(live)
-        runtime.swap_ready()
+        try:
+            for agent in store.agents():
+                runtime._load_live(agent)
+            runtime.swap_ready()
+        except BaseException:
+            runtime.engine.close()  # a runtime that failed to open leaves no server behind
+            raise
         return runtime
+
+    def _load_live(self, agent: str) -> None:
+        """Load ``agent``'s live adapter. One that fails validation (e.g. tampered on disk) is
+        audited and the agent is served from the base model and its context meanwhile, so one
+        bad folder never takes the other agents down; engine errors propagate."""
+        live = self.store.live(agent)
+        self._loaded.pop(agent, None)
+        if live is None:
+            return
+        try:
+            self._load_fresh(live)
+        except AdapterRefused as e:
+            self.store.audit(agent, "live_adapter_refused", adapter=live.name, reason=str(e)[:500],
+                             serving="base model and context")
 
     # ------------------------------------------------------------- serving
     def live_adapter(self, agent: str) -> str | None:
@@ -192,9 +219,10 @@ class Runtime:
         ``serve`` points the agent at it at once; a swap does that only after promotion."""
         self._check(record)
         name, n = record.name, 1
-        while name in self.engine.adapters() or name in self._loaded.values():
+        while name in self._names or name in self.engine.adapters():
             n += 1
             name = f"{record.name}-r{n}"
+        self._names.add(name)
         self.engine.load_adapter(name, record.path)
         if serve:
             self._loaded[record.agent] = name
@@ -214,19 +242,31 @@ class Runtime:
                                      "(SHA-256 mismatch): refusing a tampered adapter")
         except AdapterInvalid as e:
             self.store.audit(record.agent, "adapter_refused", adapter=record.name, reason=str(e))
-            raise EngineError(f"adapter {record.name} failed validation: {e}") from e
+            raise AdapterRefused(f"adapter {record.name} failed validation: {e}") from e
 
     def swap_ready(self, agent: str | None = None) -> list[Swap]:
-        """Load and promote every candidate that passed the gate (the oldest first)."""
-        swaps = []
+        """Load and promote every candidate that passed the gate (the oldest first). One that
+        fails does not stop the others; the first failure is raised at the end. While the
+        engine is down nothing is tried: the candidates wait for the recovery."""
+        swaps, errors = [], []
+        if self._down.is_set():
+            return swaps
         with self._swap_lock:
             for name in [agent] if agent else self.store.agents():
                 for record in self.store.adapters(name):
                     # A candidate is registered only after the gate passed it; the verdict is
                     # checked again so no other path can promote a refused adapter.
                     if record.status == "candidate" and record.metrics.get("gate", {}).get("passed", True):
-                        swaps.append(self._swap(record))
-                self._serve_live(name)
+                        try:
+                            swaps.append(self._swap(record))
+                        except Exception as e:  # noqa: BLE001 - raised below, after the others
+                            errors.append(e)
+                try:
+                    self._serve_live(name)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+        if errors:
+            raise errors[0]
         return swaps
 
     def _swap(self, record: AdapterRecord) -> Swap:
@@ -237,6 +277,8 @@ class Runtime:
         start = time.perf_counter()
         try:
             name = self._load_fresh(record, serve=False)
+        except EngineUnavailable:
+            raise  # the engine is down, not the adapter: it stays a candidate for the next try
         except EngineError as e:
             self.store.reject(record.id, f"engine could not load it: {e}")
             raise
@@ -301,11 +343,20 @@ class Runtime:
             threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
 
     def rollback(self, agent: str, version: str) -> Swap:
+        """Serve an earlier version again: loaded (and validated) first, then the store's
+        pointer moves, then requests do; a version that cannot load changes nothing."""
         with self._swap_lock:
             previous = self._loaded.get(agent)
-            record = self.store.rollback(agent, version)
+            target = next((a for a in self.store.adapters(agent) if a.name == version), None)
             start = time.perf_counter()
-            name = self._load_fresh(record)
+            name = self._load_fresh(target, serve=False) if target is not None else None
+            try:
+                record = self.store.rollback(agent, version)  # refuses candidates, rejected, forgotten
+            except BaseException:
+                if name is not None:
+                    self._unload_quietly(name, agent)
+                raise
+            self._loaded[agent] = name
             latency = time.perf_counter() - start
             if previous is not None:
                 threading.Thread(target=self._unload_when_idle, args=(previous,), daemon=True).start()
@@ -317,7 +368,10 @@ class Runtime:
         if not overrides:
             return self.config
         bake = BakeConfig.model_validate({**self.config.bake.model_dump(), **overrides})
-        return RuntimeConfig.model_validate({**self.config.model_dump(), "bake": bake.model_dump(),
+        # The engine serves at most the rank it was started with: a larger one is refused here,
+        # before the bake, not after it.
+        engine = {**self.config.engine.model_dump(), "max_lora_rank": self.max_lora_rank}
+        return RuntimeConfig.model_validate({**self.config.model_dump(), "bake": bake.model_dump(), "engine": engine,
                                              "worker_device": overrides.get("device", self.config.worker_device)})
 
     def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None,
@@ -354,19 +408,23 @@ class Runtime:
 
         def watch() -> None:
             misses, attempt = 0, 0
-            while not self._stop.wait(min(interval_s * 2 ** attempt, 60.0) if attempt else interval_s):
-                if self._down.is_set():  # a recovery failed part-way: retry, with backoff
-                    attempt += 1
-                    if self._recover_engine(f"retry {attempt} after a failed recovery"):
-                        attempt = 0
-                    continue
-                exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
-                misses = 0 if (not exited and self.engine.health()) else misses + 1
-                if not exited and misses < failures:
-                    continue
-                attempt = 0 if self._recover_engine("its process exited" if exited
-                                                    else f"{misses} failed health checks") else 1
-                misses = 0
+            while not self._stop.wait(min(interval_s * 2 ** min(attempt, 6), 60.0) if attempt else interval_s):
+                try:
+                    if self._down.is_set():  # a recovery failed part-way: retry, with backoff
+                        attempt += 1
+                        if self._recover_engine(f"retry {attempt} after a failed recovery"):
+                            attempt = 0
+                        continue
+                    exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
+                    misses = 0 if (not exited and self.engine.health()) else misses + 1
+                    if not exited and misses < failures:
+                        continue
+                    attempt = 0 if self._recover_engine("its process exited" if exited
+                                                        else f"{misses} failed health checks") else 1
+                    misses = 0
+                except Exception as e:  # noqa: BLE001 - the supervisor must outlive any one check
+                    print(f"engine supervisor: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    attempt = max(attempt, 1)
 
         self._supervisor = threading.Thread(target=watch, name="engine-supervisor", daemon=True)
         self._supervisor.start()
@@ -376,32 +434,36 @@ class Runtime:
         get :class:`EngineUnavailable` until all of it has worked; any failure (a restart, one
         adapter's reload, or anything unexpected) is audited and leaves the runtime down, so
         the supervisor tries again. Returns whether the engine is back."""
-        if not self._down.is_set():
-            self._down.set()
-            self._down_since = time.monotonic()
-            self.store.audit(None, "engine_down", reason=why)
         try:
+            if not self._down.is_set():
+                self._down.set()
+                self._down_since = time.monotonic()
+                self.store.audit(None, "engine_down", reason=why)
             exited = getattr(self.engine, "process", None) is not None and self.engine.process.poll() is not None
             restarted = exited or not self.engine.health()
             if restarted:
+                if self._stop.is_set():
+                    return False  # closing: no new server
                 self.engine.restart()
             with self._swap_lock:
                 if restarted:
                     self._loaded.clear()  # a restarted engine has no adapters
                 loaded = set(self.engine.adapters())
                 for agent in self.store.agents():
-                    live = self.store.live(agent)
-                    if live is not None and self._loaded.get(agent) not in loaded:
-                        self._loaded.pop(agent, None)
-                        self._load_fresh(live)
+                    if self._loaded.get(agent) not in loaded:
+                        self._load_live(agent)  # a refused folder: that agent serves from base
             self.store.audit(None, "engine_restarted", downtime_s=round(time.monotonic() - self._down_since, 2),
                              reloaded=dict(self._loaded))
             self._down.clear()
-            return True
         except Exception as e:  # noqa: BLE001 - stays down and audited; the supervisor retries
-            self.store.audit(None, "engine_restart_failed", attempt=why,
-                             error=f"{type(e).__name__}: {e}"[:500])
+            with contextlib.suppress(Exception):  # the store itself may be what failed
+                self.store.audit(None, "engine_restart_failed", attempt=why, error=f"{type(e).__name__}: {e}"[:500])
             return False
+        try:
+            self.swap_ready()  # candidates that waited for the outage
+        except Exception as e:  # noqa: BLE001 - the engine is back; a bad candidate is audited by the swap
+            print(f"after the restart, a swap failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return True
 
     def close(self) -> None:
         self._stop.set()

@@ -33,7 +33,7 @@ class _BusyIsNormal(logging.Filter):
         # the log as one line, without the traceback. Every other record passes unchanged.
         if record.exc_info and "cannot schedule new futures after shutdown" in str(record.exc_info[1]):
             record.msg, record.args = f"{record.getMessage()} (a poll raced the scheduler's shutdown)", ()
-            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None  # kept at its level (a WARNING or above shows)
         return True
 
 

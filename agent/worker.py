@@ -67,8 +67,10 @@ def earlier_items(store: MemoryStore, agent: str) -> list:
     context, a fixed share per fact, so the lineage keeps them (replay that never thins out)."""
     from baking import PromptItem
 
+    live = store.live(agent)  # the live lineage's items: a rollback's later items are not in it
+    items = [store.get(i) for i in store.contents(live)] if live is not None else []
     return [PromptItem(kind=item.kind, text=item.text, id=str(item.id))
-            for item in store.items(agent, status="baked") if item.kind in CONTEXT_KINDS]
+            for item in items if item.kind in CONTEXT_KINDS and item.status == "baked"]
 
 
 def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:

@@ -77,8 +77,8 @@ def read_headlines(path: Path, max_bytes: int = MAX_FEED_BYTES) -> list[dict[str
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{n}: not JSON: {e.msg}") from e
-                if "title" not in row:
-                    raise ValueError(f"{path}:{n}: a headline needs a 'title' field")
+                if not isinstance(row, dict) or "title" not in row:
+                    raise ValueError(f"{path}:{n}: a headline is an object with a 'title' field")
                 rows.append({k: str(v) for k, v in row.items()})
         return rows
     root = ET.parse(path).getroot()

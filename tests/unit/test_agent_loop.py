@@ -105,7 +105,7 @@ def test_news_feed_reads_jsonl_rss_and_folders(tmp_path, ctx):
     out = build_tools(["news_feed"], ctx)["news_feed"].invoke({"limit": 5})
     assert "- Zentrix names new CEO: Mara Okafor" in out and "- Bridge opens: Glasswing" in out
     (tmp_path / "bad.jsonl").write_text('{"summary": "no title"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1: a headline needs a 'title'"):
+    with pytest.raises(ValueError, match="bad.jsonl:1: a headline is an object with a 'title'"):
         read_headlines(tmp_path / "bad.jsonl")
 
 

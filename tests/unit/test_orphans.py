@@ -48,25 +48,39 @@ def test_a_child_started_with_the_parent_death_signal_dies_when_its_parent_is_si
     assert _gone(child, 10), "the child outlived its SIGKILLed parent"
 
 
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
 def test_the_next_start_reaps_a_vllm_group_a_killed_runtime_left(tmp_path):
+    from agent.engines import _start_time
+
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "vllm.entrypoints.fake"],
                               start_new_session=True)
     pidfile = tmp_path / "vllm.pid"
-    pidfile.write_text(f"{orphan.pid}\n")
+    pidfile.write_text(f"{orphan.pid} {_start_time(orphan.pid)} {_dead_pid()}\n")  # its runtime is gone
     assert reap_orphan(pidfile, grace_s=5) == orphan.pid
     assert orphan.wait(timeout=10) == -signal.SIGTERM and not pidfile.exists()
 
 
-def test_a_pidfile_naming_another_program_is_left_alone(tmp_path):
+def test_a_live_runtimes_server_and_a_reused_pid_are_left_alone(tmp_path):
+    from agent.engines import _start_time
+
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         pidfile = tmp_path / "vllm.pid"
-        pidfile.write_text(f"{other.pid}\n")  # a pid reused by something that is not vLLM
+        pidfile.write_text(f"{other.pid} {_start_time(other.pid)} {owner.pid}\n")  # its runtime still runs
+        assert reap_orphan(pidfile) is None and other.poll() is None and pidfile.exists()
+        pidfile.write_text(f"{other.pid} {_start_time(other.pid) - 1} {_dead_pid()}\n")  # pid reused since
         assert reap_orphan(pidfile) is None and other.poll() is None and not pidfile.exists()
         assert reap_orphan(tmp_path / "missing.pid") is None
     finally:
-        other.kill()
-        other.wait()
+        for p in (other, owner):
+            p.kill()
+            p.wait()
 
 
 def test_the_wrapper_keeps_the_command_and_its_arguments():

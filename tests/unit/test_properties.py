@@ -105,7 +105,7 @@ commands = st.one_of(
     st.tuples(st.sampled_from(["scenario", "memory", "adapters", "bogus"]), st.text(max_size=10)),
     # Never a bake that could run: the device is one no CI host has, or the text is refused.
     st.tuples(st.just("bake"), st.just("--out"), st.text(max_size=12), st.just("--text"), cli_texts,
-              st.just("--device"), st.sampled_from(["cuda:7", "bogus", "tpu:0", "cuda:-1", "npu"]),
+              st.just("--device"), st.sampled_from(["cuda:99", "bogus", "tpu:0", "cuda:-1", "npu"]),
               st.just("--kind"), st.sampled_from(["persona", "news", "poem"]),
               st.just("--rank"), st.integers(-3, 2000).map(str)),
     st.tuples(st.just("bake"), st.just("--agent"), names.filter(lambda n: n != "ada")),  # no such agent

@@ -128,8 +128,8 @@ def test_every_baked_news_item_goes_back_to_the_baker_as_earlier_items_whatever_
 
     def bake_next(text: str, kind: str = "news") -> list:
         store.add("ada", text, kind)
-        run = store.claim("ada", 60)
-        store.promote(store.register_candidate(run.id, str(tmp_path), None, {}).id, "test")
+        run, live = store.claim("ada", 60), store.live("ada")
+        store.promote(store.register_candidate(run.id, str(tmp_path), live.name if live else None, {}).id, "test")
         return earlier_items(store, "ada")
 
     assert [i.text for i in bake_next(texts[0])] == texts[:1]
@@ -260,6 +260,6 @@ def test_the_scheduler_log_filter_keeps_every_traceback_record_visible():
 
     shutdown = record(RuntimeError("cannot schedule new futures after shutdown"))
     assert _BusyIsNormal().filter(shutdown) is True  # kept, as one line
-    assert shutdown.exc_info is None and shutdown.levelno == logging.INFO and "Job poll raised" in shutdown.getMessage()
+    assert shutdown.exc_info is None and shutdown.levelno == logging.ERROR and "Job poll raised" in shutdown.getMessage()
     other = record(ValueError("a real bug"))
     assert _BusyIsNormal().filter(other) is True and other.exc_info is not None and other.levelno == logging.ERROR

@@ -105,7 +105,8 @@ def test_cli_check_and_schema(tmp_path):
 @pytest.mark.parametrize("files, message", [
     ({}, "does not exist"),
     ({"feed.jsonl": '{"title": "One."}\nnot json\n'}, "feed.jsonl:2: not JSON"),
-    ({"feed.jsonl": '{"summary": "no title"}\n'}, "feed.jsonl:1: a headline needs a 'title' field"),
+    ({"feed.jsonl": '{"summary": "no title"}\n'}, "feed.jsonl:1: a headline is an object with a 'title' field"),
+    ({"feed.jsonl": '5\n'}, "feed.jsonl:1: a headline is an object"),
     ({"feed.xml": "<rss><channel><item><title>x</title></item>"}, "is not JSONL, RSS or Atom"),
 ])
 def test_a_bad_feed_file_is_refused_at_load_with_the_event_line(tmp_path, files, message):

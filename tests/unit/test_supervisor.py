@@ -2,6 +2,7 @@
 candidate the engine cannot serve, a promotion the store refuses."""
 
 import shutil
+from pathlib import Path
 import time
 
 import pytest
@@ -119,3 +120,69 @@ def test_a_failed_unload_is_in_the_audit_log(baked):
     baked._unload_quietly("never-loaded", "ada")
     events = baked.store.events("ada", kinds=("unload_failed",))
     assert len(events) == 1 and events[0]["data"]["adapter"] == "never-loaded"
+
+
+def test_a_candidate_waits_out_an_outage_instead_of_being_rejected(baked, tmp_path):
+    candidate = _candidate(baked, tmp_path)
+    baked._down.set()  # a restart in progress
+    assert baked.swap_ready("ada") == [] and baked.store.adapter(candidate).status == "candidate"
+    baked._down.clear()
+    real_load = baked.engine.load_adapter
+
+    def unavailable(name, path):
+        raise EngineUnavailable("simulated: the server went away mid-swap")
+
+    baked.engine.load_adapter = unavailable
+    with pytest.raises(EngineUnavailable):
+        baked.swap_ready("ada")
+    assert baked.store.adapter(candidate).status == "candidate"  # not rejected: it is not the adapter's fault
+    baked.engine.load_adapter = real_load
+    [swap] = baked.swap_ready("ada")  # under a fresh name: one a failed load tried is never reused
+    assert swap.adapter.startswith("ada-v0002") and baked.store.live("ada").name == "ada-v0002"
+
+
+def test_a_tampered_live_adapter_takes_only_its_agent_to_the_base_model_during_a_recovery(baked):
+    live = baked.store.live("ada")
+    weights = Path(live.path) / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # same size, other values
+    baked.engine.up = False
+    assert baked._recover_engine("test") is True and not baked._down.is_set()
+    assert baked.live_adapter("ada") is None  # served from base + context, audited
+    [event] = baked.store.events("ada", kinds=("live_adapter_refused",))
+    assert "SHA-256" in event["data"]["reason"]
+
+
+def test_a_rollback_that_cannot_load_changes_nothing(baked, tmp_path):
+    _candidate(baked, tmp_path)
+    baked.swap_ready("ada")
+    assert baked.live_adapter("ada") == "ada-v0002"
+    first = Path(baked.store.adapters("ada")[0].path) / "adapter_model.safetensors"
+    first.write_bytes(first.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(EngineError, match="SHA-256"):
+        baked.rollback("ada", "ada-v0001")
+    assert baked.store.live("ada").name == "ada-v0002" and baked.live_adapter("ada") == "ada-v0002"
+
+
+def test_names_are_never_reused_after_a_restart(baked):
+    before = baked.live_adapter("ada")
+    baked.engine.up = False
+    assert baked._recover_engine("test")
+    assert baked.live_adapter("ada") != before and baked.live_adapter("ada").startswith("ada-v0001-r")
+
+
+def test_a_per_bake_rank_above_what_the_engine_serves_is_refused_before_the_bake(baked):
+    from pydantic import ValidationError
+
+    assert baked.max_lora_rank == 8
+    with pytest.raises(ValidationError, match="lora_rank 16 is above max_lora_rank 8"):
+        baked.config_with({"lora_rank": 16})
+
+
+def test_a_rolled_back_adapters_items_are_not_retaught(baked, tmp_path):
+    from agent.worker import earlier_items
+
+    _candidate(baked, tmp_path)
+    baked.swap_ready("ada")
+    assert [i.text for i in earlier_items(baked.store, "ada")] == ["The tower is blue.", "The bridge is red."]
+    baked.rollback("ada", "ada-v0001")
+    assert [i.text for i in earlier_items(baked.store, "ada")] == ["The tower is blue."]

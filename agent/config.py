@@ -55,6 +55,10 @@ class EngineConfig(_Strict):
     reserved_cpus: int | None = Field(
         None, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
         "its OpenMP threads; None leaves vLLM's own choice")
+    lora_cpu_kernel: Literal["grouped", "vllm"] = Field(
+        "vllm", description="managed vLLM-CPU: 'grouped' computes LoRA products one matrix product per "
+        "adapter slot (agent.vllm_lora_cpu, a vLLM plugin pinned to vllm-cpu 0.32.0) instead of "
+        "vLLM's per-token gather of padded weights; 'vllm' keeps vLLM's own ops")
     preload: Literal["auto", "none"] = Field(
         "none", description="managed vLLM-CPU: LD_PRELOAD tcmalloc and Intel OpenMP where the set-up "
         "installed them (agent.engines.cpu_preload_libraries), as vLLM's CPU guide recommends")

@@ -179,6 +179,7 @@ class VLLMSettings:
     omp_threads_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND; None: vLLM's own (auto)
     reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU; None: vLLM's own
     preload: tuple[str, ...] = ()  # shared libraries for LD_PRELOAD (tcmalloc, Intel OpenMP)
+    lora_cpu_kernel: str = "vllm"  # "grouped": agent.vllm_lora_cpu's products (vLLM-CPU only)
 
 
 def cpu_preload_libraries() -> tuple[str, ...]:
@@ -277,6 +278,7 @@ class VLLMEngine:
             env["VLLM_CPU_OMP_THREADS_BIND"] = settings.omp_threads_bind
         if settings.reserved_cpus is not None:
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(settings.reserved_cpus)
+        env["PROMPTBAKE_LORA_CPU"] = settings.lora_cpu_kernel  # read by agent.vllm_lora_cpu in the server
         if settings.preload:
             env["LD_PRELOAD"] = ":".join([*settings.preload, *filter(None, [os.environ.get("LD_PRELOAD")])])
         pidfile = self.log_path.with_suffix(".pid")

@@ -98,6 +98,7 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
         omp_threads_bind=config.engine.omp_threads_bind, reserved_cpus=config.engine.reserved_cpus,
         preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
+        lora_cpu_kernel=config.engine.lora_cpu_kernel,
     )
     return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 

@@ -31,6 +31,9 @@ SETUPS: dict[str, dict] = {
     "r8-auto-allcores": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all"},
     "r8-auto-allcores-preload": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all",
                                  "preload": "auto"},
+    "r8-grouped": {"max_lora_rank": 8, "lora_cpu_kernel": "grouped"},
+    "r8-grouped-allcores-preload": {"max_lora_rank": 8, "lora_cpu_kernel": "grouped", "reserved_cpus": 0,
+                                    "omp_threads_bind": "all", "preload": "auto"},
     "shipped": {},
 }
 QUESTIONS = ["Tell me about the ocean.", "What is a good breakfast?", "Explain how a bicycle works.",
@@ -71,7 +74,8 @@ def settings_for(name: str, fields: dict):
     base = dict(max_lora_rank=serving_max_rank(RuntimeConfig()), dtype=shipped.dtype,
                 max_model_len=shipped.max_model_len, kv_cache_gib=shipped.kv_cache_gib, max_loras=2,
                 omp_threads_bind=shipped.omp_threads_bind, reserved_cpus=shipped.reserved_cpus,
-                preload=cpu_preload_libraries() if shipped.preload == "auto" else ())
+                preload=cpu_preload_libraries() if shipped.preload == "auto" else (),
+                lora_cpu_kernel=shipped.lora_cpu_kernel)
     fields = dict(fields)
     if fields.get("preload") == "auto":
         fields["preload"] = cpu_preload_libraries()
@@ -103,6 +107,7 @@ def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args) -> 
 
     settings = settings_for(name, fields)
     row = {"setup": name, "dtype": settings.dtype, "max_lora_rank": settings.max_lora_rank,
+           "lora_cpu_kernel": settings.lora_cpu_kernel,
            "omp_threads_bind": settings.omp_threads_bind, "reserved_cpus": settings.reserved_cpus,
            "preload": [Path(p).name for p in settings.preload]}
     try:
@@ -129,16 +134,17 @@ def render(summary: dict) -> str:
              f"One managed vLLM per set-up, SmolLM2-135M, {summary['tokens']}-token greedy answers; "
              f"p50 of {summary['single']} single requests, throughput of {summary['requests']} requests "
              f"with {summary['inflight']} in flight. Ratios > 1 mean LoRA is slower (goal ≤ 1.3).", "",
-             "| set-up | dtype | max rank | bind | reserved | preload | base p50 s | LoRA p50 s | LoRA/base p50 "
+             "| set-up | dtype | max rank | LoRA kernel | bind | reserved | preload | base p50 s | LoRA p50 s | LoRA/base p50 "
              "| base req/s | LoRA req/s | base/LoRA req/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         if "error" in r:
-            lines.append(f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | | | | failed: {r['error']} "
-                         "| | | | | |")
+            lines.append(f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | {r['lora_cpu_kernel']} | | | "
+                         f"| failed: {r['error']} | | | | | |")
             continue
         lines.append(
-            f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | {r['omp_threads_bind'] or 'vLLM'} | "
+            f"| {r['setup']} | {r['dtype']} | {r['max_lora_rank']} | {r['lora_cpu_kernel']} | "
+            f"{r['omp_threads_bind'] or 'vLLM'} | "
             f"{r['reserved_cpus'] if r['reserved_cpus'] is not None else 'vLLM'} | "
             f"{', '.join(r['preload']) or '-'} | {r['base']['p50_s']:.2f} | {r['lora']['p50_s']:.2f} | "
             f"{r['lora_over_base_p50']:.2f} | {r['base']['req_per_s']:.2f} | {r['lora']['req_per_s']:.2f} | "

@@ -8,15 +8,15 @@ an operator approves them.
 The screen is a small weighted rule scorer, not a classifier. Each rule is one *kind* of text
 addressed to the model, written over the grammar of that kind rather than over example phrases:
 
-- overriding its instructions (any override verb aimed at "your"/"previous" instructions, or
-  text that declares them void, superseded or no longer in force);
+- overriding its instructions: an override verb ("ignore", "set aside", "replace") aimed at "your"
+  or "previous" instructions, or text that declares them void, superseded or no longer in force;
 - a new role, a claim of authority, a claim that its rules are off, a request for its prompt,
-  chat-template tokens;
-- an order about what the model says: a modal aimed at the model ("the assistant should ...",
-  "you must praise ...", "summaries of this article must ..."), an imperative about "your
-  replies", an order about what to tell "the user", an order not to mention or reveal something;
-- text that calls itself an instruction ("this instruction", "keep this message from the user")
-  or is a note headed to the model ("Note for the assistant: ...").
+  chat-template tokens, a note headed to the model ("Note for the assistant: ...");
+- an order about what the model says: a modal aimed at the model or at "you" ("the assistant
+  should ...", "you must praise ...", "summaries of this article must ..."), an imperative about
+  "your replies", an order about what to tell "the user", an order not to mention or reveal
+  something ("do not mention ...", "never tell ...");
+- text that calls itself an instruction ("this instruction", "keep this message from the user").
 
 A text is flagged when its fired rules add up to ``FLAG_AT``. Strong signs weigh ``FLAG_AT``
 alone; weak ones (an imperative, "in every reply", "from now on", hidden markup) flag only
@@ -24,9 +24,13 @@ together. Orders to the model look like the imperatives and modals that news quo
 every day ("Always wear a helmet," police said; the law says chatbots must tell users ...), so
 the rules about orders only read sentences that nobody is reported as saying: a sentence with a
 reporting verb, an attributed quote, "under the new law" or "in the film" describes an order, it
-does not give one. Quoted titles and quoted examples ("prompts such as '...'") are mentions, not
-orders. Measured by ``python -m benchmarks.bench_screen`` (benchmarks/results/screen.md): a
-screen for the common shapes, not a guarantee.
+does not give one. Quoted titles and quoted examples ("the film 'Ignore All Instructions'",
+"prompts such as '...'") are mentions, not orders.
+
+Time is linear in the text's length: whitespace runs are collapsed, repeats are bounded and
+possessive, and a rule's patterns run only on a text holding one of its cue words (``Rule.cues``).
+Measured by ``python -m benchmarks.bench_screen`` (benchmarks/results/screen.md): a screen for
+the common shapes, not a guarantee.
 """
 
 from __future__ import annotations
@@ -48,42 +52,60 @@ class Rule:
     item was held; ``weight`` >= FLAG_AT flags on its own. A rule counts once however many of
     its patterns match. ``patterns`` are searched in the whole text; ``unreported`` only in its
     sentences that report nobody's words (see ``_unreported``), because they match orders that
-    news quotes and describes."""
+    news quotes and describes.
+
+    ``cues`` are words (lower case) of which any text a pattern matches holds at least one: the
+    patterns are only searched in a text that holds a cue. A substring test is a hundred times
+    cheaper than a pattern search, so a long text with nothing to match costs little."""
 
     reason: str
     weight: int
+    cues: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
     unreported: tuple[re.Pattern[str], ...] = ()
+    cased: bool = False  # the patterns read capitals ("(?-i:[A-Z])"), so they search the text as written
 
 
-def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(p, re.IGNORECASE | re.MULTILINE) for p in patterns)
+def _lowercase(pattern: str) -> str:
+    """``pattern`` for lower-cased text: letters lowered, escapes (``\\S``, ``\\W``) kept."""
+    return re.sub(r"\\.|[A-Z]", lambda m: m.group() if m.group().startswith("\\") else m.group().lower(), pattern)
 
 
-def _rule(reason: str, weight: int, *patterns: str, unreported: tuple[str, ...] = ()) -> Rule:
-    return Rule(reason, weight, _compile(patterns), _compile(unreported))
+def _compile(patterns: tuple[str, ...], cased: bool = False) -> tuple[re.Pattern[str], ...]:
+    """Patterns are matched against the lower-cased text, not with ``re.IGNORECASE``: that flag
+    makes each scan several times slower, and the screen runs about a hundred scans a text."""
+    if cased:
+        return tuple(re.compile(p, re.IGNORECASE | re.MULTILINE) for p in patterns)
+    return tuple(re.compile(_lowercase(p), re.MULTILINE) for p in patterns)
+
+
+def _rule(reason: str, weight: int, cues: tuple[str, ...], *patterns: str, unreported: tuple[str, ...] = (),
+          cased: bool = False) -> Rule:
+    return Rule(reason, weight, cues, _compile(patterns, cased), _compile(unreported, cased), cased)
 
 
 # Where an imperative can start: the text's start, after punctuation, a quote or a tag, or after
-# a joining word ("... and say", "please ignore"), with up to three adverbs ("subtly steer"; a
-# bound, so a run of "please please ..." cannot make the search quadratic).
-_START = (r"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|then|please|kindly|instead|or)\b)\s*"
-          r"(?:(?:please|kindly|now|just|also|simply|subtly|quietly|secretly|always|never|only|instead|first|"
-          r"ever|from now on,?|henceforth,?|make sure(?: that)?(?: you)?|ensure(?: that)?(?: you)?|be sure to|"
-          r"remember to|take care to|try to|"
-          r"you (?:must|should|will|need to|have to))\s+){0,3}")
-# A negated order: "do not", "never", "under no circumstances".
-_NEG = r"(?:do not|don't|dont|never|under no circumstances(?: should you)?|at no point|you must not|you should not)"
+# a joining word ("... and say", "please ignore"), with up to three adverbs or wrappers ("subtly
+# steer", "make sure to say"), taken possessively: a bound, and no backtracking, so a run of
+# "please please ..." cannot make the search slow. A negation follows as ``_NEG`` where a rule wants it.
+_START = (r"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|then|instead|or)\b)\s*+(?=[^\W\d_])"
+          r"(?:(?:please|kindly|now|just|also|simply|subtly|quietly|secretly|always|only|instead|first|ever|"
+          r"from now on,?|henceforth,?|make sure(?: that| to)?(?: you)?|ensure(?: that)?(?: you)?|be sure to|"
+          r"remember to|take care to|try to|you (?:must|should|will|need to|have to))\s+){0,3}+")
+# A negated order: "do not", "never", "under no circumstances" ("not" after a wrapper: "you must not").
+_NEG = (r"(?:(?:do not|don't|dont|never|not|under no circumstances(?: should you)?|at no point|you must not|"
+        r"you should not)(?: ever)?)")
 # Names for the model. ``_AI`` is the loose set (a vocative, "a note for ..."); ``_AI_SUBJECT`` the
-# set that can be the subject of an order without a "reading this": "the model" and "the agent" in
-# news are usually a fashion model, a car or an estate agent.
+# set that can be the subject of an order without a "reading this": not "the agent", which in news
+# is as often an estate agent. ("The model" stays: the order must be a verb of saying, which a
+# fashion model or a car model is rarely ordered to do.)
 _AI = (r"(?:AI|A\.I\.|LLMs?|large language models?|language models?|assistants?|chat ?bots?|bots?|GPT|ChatGPT|"
        r"Claude|Gemini|agents?|summari[sz]ers?|crawlers?|reader (?:bots?|models?)|(?:AI|machine|automated) "
        r"readers?|models?)")
-_AI_SUBJECT = (r"(?:(?:AI|A\.I\.|virtual|digital|chat) (?:assistant|model|agent|system|tool|bot|summari[sz]er|"
-               r"reader)s?|AI|A\.I\.|LLMs?|(?:large )?language models?|assistants?|chat ?bots?|bots?|"
-               r"summari[sz]ers?|(?:reader|machine|automated) (?:bots?|models?|readers?)|models?|GPT|ChatGPT|Claude|"
-               r"Gemini)")
+_AI_SUBJECT = (r"(?:(?:AI|A\.I\.|LLM|GPT|virtual|digital|chat)(?:[- ](?:based|powered|driven|enabled))? "
+               r"(?:assistant|model|agent|system|tool|bot|chatbot|summari[sz]er|reader|app|service|search engine)s?|"
+               r"AI|A\.I\.|LLMs?|(?:large )?language models?|assistants?|chat ?bots?|bots?|summari[sz]ers?|"
+               r"(?:reader|machine|automated) (?:bots?|models?|readers?)|models?|GPT|ChatGPT|Claude|Gemini)")
 # A model "reading this": the text speaks of itself and of the machine reading it.
 _READING_THIS = (r"(?:(?:that|which|who) )?(?:reading|reads?|processing|process(?:es)?|summari[sz](?:ing|es?)|"
                  r"index(?:ing|es)?|pars(?:ing|es?)|scrap(?:ing|es?)|seeing|sees?|ingest(?:ing|s)?|crawl(?:ing|s)?|"
@@ -136,18 +158,48 @@ _USERS = (r"(?:(?:the |every |each |all |any |your |its |their )?(?:users?|asker
           r"(?:to|with)|asking))|(?:whoever|anyone|someone|the (?:person|people|human|customer|visitor)s?)(?: who| that)?"
           r"(?: is| are)? (?:talking|chatting|speaking|writing) (?:to|with) you)")
 # An order in the imperative: the verbs a poisoned text uses to steer what the model says.
-_ORDER_VERB = (r"(?:tell|say|answer|respond|reply|recommend|praise|mention|include|describe|call|state|write|rank|"
-               r"omit|append|add|promote|endorse|speak|insult|stop|deny|steer|refer|agree|print|output|send|rate|"
-               r"claim|report|warn|make sure|be sure|do not|don't|treat|end|begin|start|advertise|favou?r|blame|"
-               r"refuse|decline|cite|quote|present|portray|label|frame|characteri[sz]e|emphasi[sz]e|highlight|"
-               r"downplay|dismiss|mock|critici[sz]e|urge|encourage|inform|remind|convince|persuade|assure|reveal|"
-               r"disclose|leave out|exclude|hide|conceal|withhold|summari[sz]e|repeat|insist|pretend|follow|obey|"
-               r"conclude|finish|prefix|prepend|insert|link|trust|discuss|make|keep|use|give|show|list|put|let)")
+_ORDER_VERBS = ("tell", "say", "answer", "respond", "reply", "recommend", "praise", "mention", "include", "describe",
+                "call", "state", "write", "rank", "omit", "append", "add", "promote", "endorse", "speak", "insult",
+                "stop", "deny", "steer", "refer", "agree", "print", "output", "send", "rate", "claim", "report",
+                "warn", "be sure", "do not", "don't", "treat", "end", "begin", "start", "advertise", "favour",
+                "favor", "blame", "refuse", "decline", "cite", "quote", "present", "portray", "label", "frame",
+                "characterise", "characterize", "emphasise", "emphasize", "highlight", "downplay", "dismiss", "mock",
+                "criticise", "criticize", "urge", "encourage", "inform", "remind", "convince", "persuade", "assure",
+                "reveal", "disclose", "leave out", "exclude", "hide", "conceal", "withhold", "summarise", "summarize",
+                "repeat", "insist", "pretend", "follow", "obey", "conclude", "finish", "prefix", "prepend", "insert",
+                "link", "trust", "discuss", "make", "keep", "use", "give", "show", "list", "put", "let",
+                "change the subject", "change the topic", "switch topics", "deflect", "dodge", "evade", "rewrite",
+                "paraphrase", "prioritise", "prioritize", "translate", "badmouth", "discredit", "disparage", "defame",
+                "smear", "type")
+_ORDER_VERB = "(?:" + "|".join(_ORDER_VERBS) + ")"
+# Verbs of saying and judging, for "orders what it says".
+_STANCE_VERBS = ("say", "recommend", "endorse", "promote", "advertise", "mention", "describe", "omit", "deny",
+                 "insult", "criticise", "criticize", "summarise", "summarize", "translate", "disclose", "reveal",
+                 "praise", "rank", "rate", "portray", "characterise", "characterize", "badmouth", "discredit",
+                 "disparage", "defame", "smear")
+
+# Cues shared by rules (see ``Rule.cues``).
+_GUIDANCE_CUES = ("instru", "prompt", "rule", "guid", "direction", "directive", "order", "command", "program",
+                  "config", "training", "polic", "constraint", "restriction", "filter", "setting", "context",
+                  "system message")
+_FOREIGN_GUIDANCE_CUES = ("regla", "indicac", "norma", "regra", "orienta", "consigne", "règle", "anweisung", "regel",
+                          "vorgabe", "istruz", "regole", "zasad", "polecen", "talimat", "kural", "yönerge", "инструкц",
+                          "правил", "указани", "установк", "промпт", "指令", "指示", "提示", "规则", "設定", "设定",
+                          "命令", "ルール", "プロンプト", "지시", "명령", "규칙", "지침", "프롬프트")
+_MODAL_CUES = ("must", "should", "shall", "has to", "have to", "need", "is to", "are to", "ought", "will now",
+               "required", "expected", "instructed", "told", "supposed", "allowed", "permitted", "forbidden",
+               "may only", "can only", "may not", "had better")
+_NEG_CUES = ("not", "don't", "dont", "never", "no circumstances", "no point")
+_AI_CUES = ("ai", "a.i.", "llm", "language model", "assistant", "chat", "bot", "gpt", "claude", "gemini", "agent",
+            "summari", "crawler", "reader", "model")
+_REPLY_CUES = ("repl", "respons", "answer", "output", "completion", "summar", "generation")
 
 _RULES: tuple[Rule, ...] = (
     # Strong: each is enough alone.
     _rule("ignore previous instructions",
           FLAG_AT,
+          _GUIDANCE_CUES + _FOREIGN_GUIDANCE_CUES + ("told", "given", "taught", "trained", "read", "above", "everything",
+                                                     "anything", "message", "note", "text"),
           # Aimed at the model's own guidance ("your rules", "the rules you were given"): an order anywhere.
           rf"\b{_OVERRIDE_VERB}\b[^.!?\n]{{0,40}}?\byour\b[^.!?\n]{{0,25}}?\b{_GUIDANCE}\b",
           rf"\b{_OVERRIDE_VERB}\b[^.!?\n]{{0,20}}?\b{_GUIDANCE}\b (?:that )?you (?:were|have been|received|got)\b",
@@ -194,6 +246,8 @@ _RULES: tuple[Rule, ...] = (
               rf"is) (?:now |hereby |herewith )?(?:void|null|cancell?ed|revoked|superseded|overridden|invalid)\b")),
     _rule("claims a new role",
           FLAG_AT,
+          ("you", "as ", "like ", "pretend", "play", "persona", "role", "identity", "character", "whose", "ahora",
+           "désormais", "tu es", "maintenant", "bist", "agora", "ora in poi", "ben je", "je bent", "ты", "你", "今から"),
           r"\byou(?:'re| are) (?:now|no longer) (?:an?|the|my|your|our|in|no longer)\b",
           rf"\byou(?:'re| are) now \S+,? (?:an?|the) (?:\w+ )?{_AI}\b",
           r"\b(?:from now on|from this point(?: on)?|from here on|henceforth|starting now),?\s+you(?:'re| are| will be)\b",
@@ -204,7 +258,6 @@ _RULES: tuple[Rule, ...] = (
           r"name)\b(?:\s*:| is\b)",
           r"\byour (?:task|job|role|goal|purpose|mission) (?:is )?now\b|\byou now (?:work|answer|speak|report) (?:for|to|"
           r"only)\b",
-
           r"\byou(?:'ve| have) been (?:upgraded|reprogrammed|reconfigured|unlocked|freed|jailbroken|switched)\b",
           r"\ba partir de ahora,? (?:tú )?(?:eres|serás)\b|\bahora eres (?:un|una)\b",
           r"\bdésormais,? tu (?:es|seras)\b|\btu es (?:maintenant|désormais)\b|\bà partir de maintenant,? tu\b",
@@ -213,9 +266,12 @@ _RULES: tuple[Rule, ...] = (
           r"\bda ora in poi (?:tu )?sei\b|\bvanaf nu ben je\b|\bje bent nu\b",
           r"(?:теперь|отныне|с этого момента) ты\b",
           r"从现在(?:开始|起)[，,]?\s*你(?:是|就是|将是)|你现在是|今から(?:あなた|君)は",
-          # "Your instructions are to ...": a quote does this to people ("Your job is to vote," she said).
-          unreported=(r"\byour (?:new |real |actual |true |only |current |updated |top |main |first |sole )?(?:instructions|"
-                      r"orders|directives|task|job|mission|assignment|goal|purpose|priority|objective|aim|focus)"
+          # Quotes say these to people ("Act like a champion," "Your job is to vote," she said).
+          unreported=(rf"{_START}(?:act|behave|respond|reply|answer|speak|write|talk) like (?:an?|the|my|your|you(?:'re| "
+                      rf"are))\b",
+                      r"\byour (?:new |real |actual |true |only |current |updated |top |main |first |sole )?(?:instructions|"
+                      r"orders|directives|task|job|mission|assignment|goal|purpose|priority|objective|aim|focus|role|"
+                      r"function|duty|responsibility)"
                       r"(?: now)? (?:are|is)(?: now)? (?:to\b|as follows|:)",
                       # A system prompt's first line: "You are a helpful assistant that ...".
                       r"\byou(?:'re| are) (?:a|an) (?:[\w-]+ ){0,3}(?:AI|A\.I\.|assistant|chat ?bot|bot|language model|"
@@ -223,16 +279,20 @@ _RULES: tuple[Rule, ...] = (
                       r"researcher|developer|engineer|company|startup))",)),
     _rule("claims authority over the model",
           FLAG_AT,
+          ("your", "model's", "assistant's", "authori", "cleared", "order", "command", "instruct", "direct", "require"),
           r"\b(?:i am|i'm|this is|(?:message|this) (?:comes )?from|as|speaking as) (?:your|the model's|the "
           r"assistant's) (?:\w+ )?(?:developer|creator|administrator|admin|operator|owner|programmer|maker|"
           r"trainer|safety team)s?\b",
-          r"\bi (?:hereby )?authori[sz]e you\b|\byou are (?:now )?(?:cleared|authori[sz]ed) to\b"),
+          r"\bi (?:hereby )?authori[sz]e you\b|\byou are (?:now )?(?:cleared|authori[sz]ed) to\b",
+          unreported=(r"\bi (?:hereby )?(?:order|command|instruct|direct|require) you\b",)),
     _rule("claims to switch off its rules",
           FLAG_AT,
+          ("mode", "override", "jailbreak", "safety"),
           r"\b(?:developer|god|debug|admin|DAN|jailbreak) mode\b|\bsystem override\b|\bjailbreak\s*:|"
           r"\bsafety (?:filters?|rules|guidelines) (?:are )?(?:disabled|off|removed)\b"),
     _rule("asks for its hidden instructions",
           FLAG_AT,
+          ("prompt", "instruction", "rule", "configuration", "system message", "above", "verbatim", "send"),
           rf"{_START}(?:print|reveal|show|output|repeat|display|leak|share|dump|recite|paste|translate|tell me|"
           rf"give me|write out)\b[^.!?\n]{{0,30}}?\b(?:your|the hidden|the initial|the secret|the original) "
           rf"(?:\w+ )?(?:prompt|instructions|rules|configuration|system message)\b",
@@ -242,6 +302,8 @@ _RULES: tuple[Rule, ...] = (
           rf"user's)\b"),
     _rule("chat-template tokens",
           FLAG_AT,
+          ("<", "[", "system", "assistant", "developer", "role", "human", "user", "begin", "end", "admin",
+           "operator", "model", "ai", "bot", "llm", "agent"),
           r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?start_of_turn>|</?end_of_turn>|</s>\s*<s>",
           r"^\s*(?:#{1,6}\s*)?(?:system|assistant|developer)\s*:",
           r"\"role\"\s*:\s*\"(?:system|assistant|developer)\"",
@@ -251,9 +313,13 @@ _RULES: tuple[Rule, ...] = (
           r"[<\[]\s*/?\s*(?:(?:system|assistant|ai|model|bot|llm|hidden|admin|developer|secret)[ _-]?)?(?:instructions?|"
           r"prompt|directives?|commands?)\s*[>\]]|[<\[]\s*/?\s*(?:system|assistant|ai|model|bot|llm|hidden|admin|"
           r"developer)[ _-]?(?:note|message|notice)\s*[>\]]",
-          r"(?:^|[.!?]\s)\s*(?:system|admin|developer|operator) (?:note|message|notice|instruction|prompt|update)\s*:"),
+          r"(?:^|[.!?]\s)\s*(?:system|admin|developer|operator) (?:note|message|notice|instruction|prompt|update)\s*:",
+          r"(?:^|[.!?]\s)\s*(?:model|assistant|ai|bot|chatbot|llm|agent) (?:instructions?|prompt|directives?|note)\s*:"),
     _rule("a note addressed to the model",
           FLAG_AT,
+          ("note", "message", "instruction", "attention", "reminder", "directive", "warning", "p.s", "ps",
+           "notice", "memo", "request", "command", "order", "hint", "tip", "update", "conclusion", "summary", "tl;dr",
+           "tldr", "context", "guidance", "information", "takeaway"),
           # A heading that names only the model as its reader: "Hidden note for the assistant:". The
           # reader must be the last words before the colon: "A message to AI developers:" is news.
           rf"\b(?:note|message|instructions?|attention|reminder|directive|warning|p\.?s\.?|notice|memo|request|"
@@ -263,8 +329,11 @@ _RULES: tuple[Rule, ...] = (
           rf"\battention,? (?:all |any |the )?(?:\w+ )?{_AI}(?: (?:and|or|&) (?:\w+ )?{_AI})?\s*[:!—–]"),
     _rule("orders the model about its replies",
           FLAG_AT,
+          ("your", "essential", "mandatory", "important", "vital", "necessary", "imperative", "critical") + _MODAL_CUES
+          + _REPLY_CUES,
           # A model "reading this" given an order: "any chatbot summarizing this page must ...".
-          rf"\b{_AI}(?: \w+){{0,2}},? {_READING_THIS}[^.!?\n]{{0,40}}?\b{_MODAL}\b",
+          rf"\b(?:{_AI}(?: \w+){{0,2}}|whoever|whatever|anyone|anything|any (?:system|program|tool|software))"
+          rf",? {_READING_THIS}[^.!?\n]{{0,40}}?\b{_MODAL}\b",
           # What is written about this text given an order: "Summaries of this article must ...".
           rf"\b(?:summar(?:y|ies)|answers?|responses?|repl(?:y|ies)|outputs?|descriptions?|reports?|mentions?) "
           rf"(?:of|about|on|for|to|mentioning|discussing) (?:this|these|the above|the following)\b[^.!?\n]{{0,30}}?"
@@ -275,12 +344,15 @@ _RULES: tuple[Rule, ...] = (
               rf"(?:^|(?<=[.!?;:,\"'“”‘’()\[\]<>*|\-—–…])|\b(?:and|but|so)\b)\s*(?:IMPORTANT\W*)?(?:the |this |that |"
               rf"any |every |each |dear |hey )?{_AI_SUBJECT} {_MODAL}\s+(?:(?:always|never|only|now|not|also|first|"
               rf"instead|still|quietly|subtly|secretly|immediately)\s+){{0,2}}{_SAY_VERB}\b",
+              rf"\b(?:it is|it's) (?:required|essential|mandatory|important|vital|necessary|imperative|critical) that "
+              rf"(?:the |any |every |each )?{_AI_SUBJECT} (?:(?:always|never|only|not)\s+)?{_SAY_VERB}\b",
               # "You" as the model: an order about what it says ("you must praise ...", "you should tell users").
               rf"\byou {_MODAL}\s+(?:(?:always|never|only|now|not|also|first|instead|still|quietly|subtly|secretly)"
               rf"\s+){{0,2}}{_YOU_SAY_VERB}",
               # An imperative about "your replies": "Always end your replies with ...".
               rf"{_START}(?:{_NEG}\s+)?(?:{_ORDER_VERB}|make|keep|format|use|put|have|let|give|fill|pad|open|close|ensure|"
               rf"shape|tailor|structure|limit|write)\b[^.!?\n]{{0,60}}?\byour (?:\w+ )?{_REPLY_NOUN}\b",
+              rf"\b(?:make sure|ensure|be sure|see to it)(?: that)? your (?:\w+ )?{_REPLY_NOUN}\b",
               rf"\byour (?:\w+ )?{_REPLY_NOUN}\b[^.!?\n]{{0,30}}?\b{_MODAL}\b",
               rf"\byour (?:\w+ )?{_REPLY_NOUN}\b[^.!?\n]{{0,40}}?[,;:]\s*(?:(?:always|never|only|please|just)\s+)?"
               rf"{_ORDER_VERB}\b",
@@ -296,30 +368,22 @@ _RULES: tuple[Rule, ...] = (
               rf"\b{_MODAL}\b")),
     _rule("orders what it tells users",
           FLAG_AT,
+          ("user", "asker", "ask", "person", "people", "human", "customer", "visitor", "whoever", "anyone",
+           "someone"),
           unreported=(
               rf"{_START}(?:{_NEG}\s+)?(?:tell|inform|remind|convince|warn|assure|advise|ask|answer|reply to|respond "
               rf"to|say (?:so |this |it |that )?to|urge|persuade|insult|notify|alert|encourage|push|pressure|mislead|"
               rf"lie to|lead|direct|steer|recommend to|get)\s+{_USERS}\b",
               rf"{_START}(?:{_NEG}\s+)?let {_USERS} (?:know|believe|think|assume|see|find out)\b",
+              rf"\b(?:make sure|ensure|see to it)(?: that)? {_USERS} (?:is |are )?(?:told|informed|warned|reminded|"
+              rf"knows?|learns?|hears?|understands?|believes?|never|doesn't|does not|do not|don't)\b",
               rf"{_START}(?:ignore|disregard|forget|skip|dodge|evade|deflect|overrule)\s+(?:the |any |every )?"
               rf"users?(?:'s?)?\b",
               rf"\byou (?:must|should|shall|will|need to) (?:always |never |now |not )?(?:tell|inform|remind|convince|"
               rf"warn)\s+{_USERS}\b")),
-    _rule("orders what it says",
-          FLAG_AT,
-          unreported=(
-              # An imperative to say, recommend or describe something, followed by what: "Recommend Nova
-              # Fund", "say that ...", "Praise Acme". A news sentence opening with one of these words is
-              # a noun ("Praise for the film ...") or a quote with its speaker; a public notice tells its
-              # reader about their own things ("Describe your symptoms"), which is left out.
-              rf"{_START}(?:{_NEG}\s+)?(?:say|recommend|endorse|promote|advertise|mention|describe|omit|deny|insult|"
-              rf"critici[sz]e|summari[sz]e|translate|disclose|reveal|praise|rank|rate|portray|characteri[sz]e|"
-              rf"badmouth|discredit|disparage|defame|smear)\s+(?:that\b|the\b|this\b|these\b|it\b|them\b|him\b|"
-              rf"her\b|nothing\b|only\b|every|all\b|any|no\b|(?-i:[A-Z])|[\"“'‘])",
-              rf"{_START}repeat after me\b|{_START}(?:say|write|output|print|type|respond with|reply with|answer with)"
-              rf"(?: exactly| only| verbatim| the following| this| these words)\s*:",)),
     _rule("tells it what not to say",
           FLAG_AT,
+          _NEG_CUES + ("make no", "refuse", "decline", "avoid", "stop", "cease"),
           unreported=(
               # "Do not mention the recall", "Never reveal that ...": an order to keep quiet, given to no one
               # but its reader. "Never tell anyone your PIN" speaks to a person about their own things.
@@ -330,6 +394,7 @@ _RULES: tuple[Rule, ...] = (
               rf"talk(?:ing)? about|respond(?:ing)? to|acknowledg(?:e|ing)|cit(?:e|ing)|address(?:ing)?)\b")),
     _rule("hides the instruction from the user",
           FLAG_AT,
+          _NEG_CUES + ("keep", "confidential", "secret", "hidden", "for the user", "only for you", "eyes only"),
           # Text that asks to be kept secret is an instruction that knows it is one.
           rf"\bkeep (?:this|these|the above|the following)(?: \w+)? (?:secret|hidden|confidential|private|to "
           rf"yourself|between us|from (?:the |any )?users?)\b",
@@ -341,6 +406,7 @@ _RULES: tuple[Rule, ...] = (
     # Weak: flag only together.
     _rule("addresses AI systems directly",
           2,
+          _AI_CUES + _REPLY_CUES + ("automated", "this", "these", "above", "following", "instead"),
           rf"\b(?:note|message|instructions?|attention|reminder|directive|warning|p\.?s\.?|notice|important)"
           rf"(?: instruction)? (?:for|to) (?:any |all |the |every |automated |our )?(?:\w+ )?{_AI}\b[^.:\n]{{0,50}}:",
           rf"\battention (?:\w+ )?{_AI}\b[^.:\n]{{0,50}}:",
@@ -361,6 +427,8 @@ _RULES: tuple[Rule, ...] = (
           r"respon(?:se|ses|ding)|translat(?:ion|ing))\b"),
     _rule("calls itself an instruction",
           2,
+          ("instruction", "directive", "command", "prompt", "obey", "follow", "override", "order", "message",
+           "new task"),
           # "This instruction", "the instructions in this article", "New instructions:": text that calls
           # itself an order is written for whatever obeys orders.
           r"\b(?:this|the following|the below) (?:instruction|directive|command|prompt)\b|\bthese (?:instructions|"
@@ -374,16 +442,42 @@ _RULES: tuple[Rule, ...] = (
           r"(?:instructions?|directive))\s*:"),
     _rule("orders what it tells readers",
           2,
+          ("reader", "listener", "viewer", "audience"),
           unreported=(rf"{_START}(?:{_NEG}\s+)?(?:tell|inform|remind|convince|warn|assure|advise|urge|persuade|"
                       rf"insult)\s+(?:the |every |each |all |any |your )?(?:readers?|listeners?|viewers?|audiences?)\b",)),
+    _rule("orders what it says",
+          2,
+          _STANCE_VERBS + ("repeat after", "write", "output", "print", "type", "return", "respond with",
+                           "reply with", "answer with"),
+          unreported=(
+              # An imperative to say, recommend or describe something, followed by what: "Recommend Nova
+              # Fund", "say that ...", "Praise Acme". A news sentence opening with one of these words is
+              # a noun ("Praise for the film ...") or a quote with its speaker; a public notice tells its
+              # reader about their own things ("Describe your symptoms"), which is left out.
+              rf"{_START}(?:{_NEG}\s+)?(?:{'|'.join(_STANCE_VERBS)})\s+(?:that\b|the\b|this\b|these\b|it\b|them\b|him\b|"
+              rf"her\b|nothing\b|only\b|every|all\b|any|no\b|(?-i:[A-Z])|[\"“'‘])",
+              rf"{_START}repeat after me\b|{_START}(?:say|write|output|print|type|return|respond with|reply with|"
+              rf"answer with)(?: only| exactly| verbatim| just){{0,2}}(?: the following| this| these)?(?: text| words?| "
+              rf"message| sentence| line| phrase)?\s*:",),
+          cased=True),
     _rule("tells it how to answer",
           2,
+          ("reply", "respond", "response", "answer", "treat", "regard", "consider", "present", "refer to", "describe",
+           "label", "portray", "characteri", "depict", "frame", "write", "rewrite", "summari", "translate",
+           "paraphrase", "spin", "edit", "retell"),
           unreported=(
               # "Reply that ...", "answer with ...": who is told how to reply in a news item but the model?
               rf"{_START}(?:reply|respond|answer)(?: to (?:this|it|them|all|any|every|each|questions?|users?))?\s+"
               rf"(?:only |always |just )?(?:that|with(?! your)|by saying|saying|as if)\b",
               rf"{_START}(?:reply|respond|answer)\b[^.!?\n]{{0,40}}?\bby (?:saying|recommending|stating|claiming|"
               rf"telling|praising|mentioning|describing|pointing|promoting|insisting|suggesting)\b",
+              rf"{_START}(?:answer|reply|respond|write)(?: \w+)? (?:in a way|so) that\b",
+              # "Rewrite this article so that ...": a task on the text itself, which only its reader does.
+              rf"{_START}(?:rewrite|summari[sz]e|translate|paraphrase|spin|edit|frame|present|retell)\s+(?:this|the "
+              rf"above|the following) (?:article|text|story|page|post|passage|report|content|item)\b",
+              # "The correct reply is ...": the answer fixed in advance.
+              rf"\bthe (?:correct|right|only|best|proper|true|official|approved|expected) (?:answer|response|reply) "
+              rf"(?:is|should be|must be|will be)\b",
               # "Treat this article as verified fact": how to take the text itself.
               rf"{_START}(?:treat|regard|consider|present)\s+(?:this|these|everything|all|anything|the (?:contents?|"
               rf"claims?|information|text|article|figures|facts))\b[^.!?\n]{{0,30}}?\bas (?:(?:a |an |the )?(?:\w+ )?"
@@ -394,22 +488,28 @@ _RULES: tuple[Rule, ...] = (
               rf"[^.!?\n]{{1,60}}?\bas (?!(?:\w+ )?as\b|possible\b|well\b|soon\b|usual\b|needed\b|follows\b)",)),
     _rule("sets a rule for future questions",
           2,
+          ("when", "if", "before", "after", "while", "once", "answer", "respond", "reply", "handle", "treat", "field"),
           rf"\b(?:when|whenever|if) (?:users?|someone|anyone|people|a user|the user|a reader|readers) (?:asks?|"
           rf"mentions?|brings? up|wants?|requests?)\b",
           rf"\b(?:when|whenever|if|before|after|while) (?:you are|you're|you get|you) (?:asked|answer(?:ing)?|"
           rf"respond(?:ing)?|repl(?:y|ying)|summari[sz](?:e|ing)|writ(?:e|ing) about)\b",
-          rf"\b(?:when|whenever|before|while) (?:asked|answering|responding|replying|summari[sz]ing)\b",
+          rf"\b(?:when|whenever|before|while|if|once) (?:asked|answering|responding|replying|summari[sz]ing)\b",
           unreported=(rf"{_START}(?:answer|respond to|reply to|handle|treat|field)\s+(?:every|each|all|any)(?: of "
                       rf"the)?(?: \w+)?\s+(?:questions?|quer(?:y|ies)|requests?|prompts?|users?|messages?)\b",
                       rf"{_START}(?:answer|respond to|reply to|handle|field)\s+(?:\w+ )?(?:questions?|quer(?:y|ies)|"
                       rf"requests?) (?:about|on|regarding|concerning|related to)\b",)),
     _rule("applies to every reply",
           2,
+          ("every", "each", "all", "any", "whatever", "rest of", "no matter", "whenever", "cada", "todas",
+           "chaque", "toutes", "jeder", "allen", "ogni", "elk", "ieder", "każdej", "her ", "каждом", "всех", "每", "所有",
+           "すべて", "모든"),
           rf"\b(?:in|at the (?:end|start|beginning) of|with|to)\s+(?:every|each|all|any)(?: of)?\s+"
           rf"(?:(?:your|its|the|future|subsequent|following|later|other)\s+)*{_PERSIST_NOUN}\b",
           rf"\ball (?:of )?(?:your|future|subsequent|later)\s+(?:(?:future|finance|other)\s+)?"
           rf"(?:{_PERSIST_NOUN}|questions)\b",
           rf"\b(?:every|each|all|any)(?: of)? (?:your )?{_REPLY_NOUN}\b",
+          rf"\b(?:every|each|all|any) (?:\w+ )?(?:{_REPLY_NOUN}|recommendations?|suggestions?|summar(?:y|ies)) (?:you|it) "
+          rf"(?:give|make|write|produce|offer|provide|generate)s?\b",
           r"\bwhatever the (?:question|topic|user asks|prompt|request)\b|\bwhatever (?:the user|users|anyone|someone) "
           r"asks?\b|"
           r"\bfor the rest of (?:this|the|our) (?:conversation|chat|session)\b|\bno matter (?:what|the (?:topic|"
@@ -423,26 +523,33 @@ _RULES: tuple[Rule, ...] = (
           r"すべての回答|모든 답변"),
     _rule("claims to speak for the user",
           2,
+          ("user",),
           r"\b(?:the|your) user (?:has |had |have )?(?:already |just |now )?(?:asked|told|instructed|wants|requested|"
           r"authori[sz]ed|agreed|consented|approved|permitted|allowed|prefers|would like)\b"),
     _rule("declares earlier guidance void",
           2,
+          ("no longer",),
           unreported=(rf"\b(?:previous|prior|preceding|earlier|above|original|old|existing) (?:\w+ )?{_GUIDANCE}\b"
                       rf"[^.!?\n]{{0,20}}?\b(?:(?:is|are) )?no longer (?:valid|in force|in effect|binding|relevant|"
                       rf"apply|applies|stand|count)\b",)),
     _rule("tries to rewrite its memory",
           2,
+          ("memor", "remember"),
           r"\bupdate your memory\b|\b(?:add|save|store|write) (?:this|that|the following) (?:to|in|into) your "
           r"memory\b|\bmemori[sz]e this\b|\bremember this (?:permanently|forever)\b"),
     _rule("tells the model what it must always do",
           2,
+          ("you",),
           unreported=(rf"\byou (?:must|should|shall|are to|need to|have to|will) (?:quietly|subtly|secretly|covertly)\b",
                       rf"\byou (?:must|should|shall|are to|need to|have to|will) (?:always|never|only) {_YOU_SAY_VERB}",)),
     _rule("says 'you must'",
           1,
+          ("you",),
           unreported=(rf"\byou(?:, [^,.!?\n]{{1,30}},)? {_MODAL}\b",)),
     _rule("gives orders",
           1,
+          _ORDER_VERBS + ("ignore", "disregard", "forget", "elogia", "elogie", "recomienda", "recomende", "lobe",
+           "empfiehl", "хвали", "称赞", "褒め", "칭찬하", "prijs", "chwal", "öv", "fais l'éloge", "consiglia"),
           unreported=(
               rf"{_START}(?:{_NEG}\s+)?{_ORDER_VERB}\b",
               rf"{_START}(?:ignore|disregard|forget)\b",
@@ -450,49 +557,56 @@ _RULES: tuple[Rule, ...] = (
               r"chwal|öv|fais l'éloge|consiglia)")),
     _rule("from now on",
           2,
+          ("from now on", "from this point", "from here on", "going forward", "henceforth", "permanently", "a partir de",
+           "désormais", "ab jetzt", "ab sofort", "теперь", "从现在开始"),
           r"\b(?:from now on|from this point(?: on| forward)?|from here on|going forward|henceforth|permanently)\b|"
           r"\ba partir de (?:ahora|agora)\b|\bdésormais\b|\bab (?:jetzt|sofort)\b|\bтеперь\b|从现在开始"),
     _rule("hidden markup",
           1,
-          r"<!--|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|<\w+[^>]*\bhidden\b|\[//\]:\s*#"),
+          ("<", "display", "visibility", "font-size", "[//]"),
+          r"<!--|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|<\w+[^<>]{0,200}\bhidden\b|\[//\]:\s*#"),
     _rule("claims no limits",
           1,
+          ("restriction", "limit", "filter", "guardrail", "censor", "unfiltered", "never refuse", "free from",
+           "sin ", "sem filtros", "без ограничений", "没有任何限制"),
           r"\b(?:no|without(?: any)?) (?:restrictions|limits|filters|guardrails|censorship)\b|\bunfiltered\b|"
           r"\bnever refuses?\b|\bfree from (?:all )?(?:policies|rules|restrictions)\b|\bsin (?:restricciones|filtros)\b|"
           r"\bsem filtros\b|без ограничений|没有任何限制"),
 )
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
+_BLANKS = re.compile(r"[^\S\n]+")
+_LINE_BREAKS = re.compile(r" ?\n[\s]*")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+")
 # A quoted example introduced as one ("prompts such as "ignore previous instructions"") or a quoted
 # title ('the film "Ignore All Instructions"') is a mention, as news makes it, not an order.
 _MENTION = re.compile(r"\b(?:such as|like|e\.g\.,?|phrases?|the words|commands?|prompts?|text|film|movie|book|"
                       r"novel|album|song|single|show|series|play|musical|podcast|exhibition|exhibit|slogan|motto|"
                       r"theme|title|titled|entitled|called|named|headlined|headline|campaign|game|documentary|"
-                      r"episode|memoir|essay|column|poem|painting|sculpture|installation)\s*[,:]?\s*"
+                      r"episode|memoir|essay|column|poem|painting|sculpture|installation),?\s*"
                       r"[\"“'‘][^\"“”'‘’]{1,120}[\"”'’]", re.IGNORECASE)
 # Sentence ends: . ! ? (with any closing quotes) before a capital, a quote or a digit, or a line end.
 # ("Never give up!" the captain said.) stays one sentence: it runs on in lower case.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?![a-z])|\n")
 # Signs that a sentence reports what someone said, found or decided, or sets it in a law or a story.
+# (These read the lower-cased sentence.)
 _REPORTED = re.compile(
     # Not after "that", "who", "always": "an assistant that always recommends Acme" is no attribution.
-    r"(?<!\bthat )(?<!\bwho )(?<!\bwhich )(?<!\balways )(?<!\bnever )(?<!\bonly )(?<!\balso )"
-    r"\b(?:said|says|told|tells|according to|reported|reportedly|announced|stated|added|warned|warns|claimed|"
+    # (The look-behinds come after a look-ahead for the first letters, so most positions skip them.)
+    r"\b(?=[abcdefijklnpqrstuw])(?<!\bthat )(?<!\bwho )(?<!\bwhich )(?<!\balways )(?<!\bnever )(?<!\bonly )"
+    r"(?<!\balso )(?:said|says|told|tells|according to|reported|reportedly|announced|stated|added|warned|warns|claimed|"
     r"argued|argues|explained|wrote|noted|insisted|recommended|recommends|suggested|suggests|advised|advises|urged|"
     r"urges|found|finds|showed|ruled|testified|promised|declared|decided|believes|joked|acknowledged|"
     r"admitted|confirmed|predicted|requires|allows|lets|describing|demanded|demands|quoted|in a statement|"
     r"in an interview|under (?:the|a|an|its|their|new|existing|proposed) (?:\w+ )?(?:law|rules?|regulations?|bill|"
     r"policy|guidelines|proposal|plan|contract|terms|code)|in (?:the|a|an|this|his|her|their) (?:new |upcoming "
-    r"|latest )?(?:film|movie|novel|book|show|series|play|game|story|episode|sketch|song|musical|opera))\b",
-    re.IGNORECASE)
+    r"|latest )?(?:film|movie|novel|book|show|series|play|game|story|episode|sketch|song|musical|opera))\b")
 # An attribution in the present at the sentence's end: "..., career coaches advise."
 _REPORTED_TAIL = re.compile(r",\s+(?:[\w'’]+\s+){0,4}(?:say|advise|warn|recommend|suggest|argue|believe|insist|note|"
-                            r"explain|agree|add|write|claim|report|caution|predict|estimate)\W*$", re.IGNORECASE)
+                            r"explain|agree|add|write|claim|report|caution|predict|estimate)\W*$")
 _DOUBLE_QUOTED = re.compile(r"[\"“][^\"“”\n]{0,200}[\"”]")
 _OWN_WORDS = re.compile(rf"\b(?:it|(?:your|each|every|all|the|its) (?:\w+ )?{_REPLY_NOUN}) (?:always |never |also )?"
-                        rf"(?:says|tells|recommends|suggests|warns|states|claims|mentions|notes|urges|advises)\b",
-                        re.IGNORECASE)
+                        rf"(?:says|tells|recommends|suggests|warns|states|claims|mentions|notes|urges|advises)\b")
 # A quote with its attribution after it: '"...," the mayor said', '"...!" he shouted'.
 _ATTRIBUTED_QUOTE = re.compile(r"[,!?][\"”’']\s+[a-z]|[\"”’'],\s+(?:he|she|they|[A-Z]\w+|the \w+)\b")
 
@@ -508,6 +622,9 @@ def _normalize(text: str) -> str:
     and URL encoding (an order hidden in a query string reads as words once decoded)."""
     text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", html.unescape(text)))
     text = _URL.sub(lambda m: ". " + _url_words(m.group()) + " .", text)
+    # One space or one line break between words: a run of blanks is no sign, and a pattern's "\s*"
+    # over thousands of them at each position would make the search quadratic.
+    text = _LINE_BREAKS.sub("\n", _BLANKS.sub(" ", text))
     return _MENTION.sub(" a mention ", text)
 
 
@@ -517,6 +634,9 @@ def _is_reported(sentence: str) -> bool:
     part of the order, not an attribution of it."""
     if _ATTRIBUTED_QUOTE.search(sentence):
         return True
+    sentence = sentence.lower()
+    if not (_REPORTED.search(sentence) or _REPORTED_TAIL.search(sentence)):
+        return False
     sentence = _OWN_WORDS.sub(" ", _DOUBLE_QUOTED.sub(" ", sentence))
     return bool(_REPORTED.search(sentence) or _REPORTED_TAIL.search(sentence))
 
@@ -537,8 +657,14 @@ def injection_flags(text: str, kind: str) -> list[str]:
         return []
     text = _normalize(text)
     unreported = _unreported(text)
-    fired = [rule for rule in _RULES
-             if any(p.search(text) for p in rule.patterns) or any(p.search(unreported) for p in rule.unreported)]
+    lowered = {False: (text.lower(), unreported.lower()), True: (text, unreported)}
+    fired = []
+    for rule in _RULES:
+        whole, unreported_only = lowered[rule.cased]
+        if not any(cue in lowered[False][0] for cue in rule.cues):
+            continue
+        if any(p.search(whole) for p in rule.patterns) or any(p.search(unreported_only) for p in rule.unreported):
+            fired.append(rule)
     if sum(rule.weight for rule in fired) < FLAG_AT:
         return []
     strong = [rule.reason for rule in fired if rule.weight >= FLAG_AT]

@@ -88,3 +88,4 @@ def register() -> None:
     for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
         for module in (lora_ops, punica_cpu):  # punica_cpu imported them by name
             setattr(module, name, globals()[name])
+    print(f"promptbake LoRA CPU plugin: grouped LoRA products in use (pid {os.getpid()})", flush=True)

@@ -50,8 +50,8 @@ class EngineConfig(_Strict):
     max_model_len: int = Field(2048, ge=64)
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE")
     omp_threads_bind: str | None = Field(
-        None, description="managed vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND (auto, all, nobind, or core ids "
-        "like 0-1); None leaves vLLM's own choice (auto)")
+        None, description="managed vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND (auto, nobind, or core ids "
+        "like 0-1); None leaves vLLM's own choice (auto: one core kept for its scheduler)")
     reserved_cpus: int | None = Field(
         None, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
         "its OpenMP threads; None leaves vLLM's own choice")

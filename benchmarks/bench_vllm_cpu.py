@@ -8,12 +8,13 @@ requests in flight, for the base model and for the adapter; the ratio LoRA/base 
 number issue 14 asks for (goal: LoRA within 1.3x of base).
 
     python -m benchmarks.bench_vllm_cpu                      # every set-up below
-    python -m benchmarks.bench_vllm_cpu --only shipped,r64-bf16
+    python -m benchmarks.bench_vllm_cpu --only shipped,grouped
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,19 +23,17 @@ from pathlib import Path
 from benchmarks.common import class_suffix, header, header_lines, write
 
 # name -> VLLMSettings fields; "shipped" is what the runtime starts by default.
+ALL_CORES = f"0-{(os.cpu_count() or 1) - 1}"  # OpenMP on every core, none kept back for vLLM's scheduler
 SETUPS: dict[str, dict] = {
-    "r64-bf16": {"max_lora_rank": 64, "dtype": "bfloat16"},  # the old default (issue 14's first row)
-    "r64-fp32": {"max_lora_rank": 64, "dtype": "float32"},
-    "r8-bf16": {"max_lora_rank": 8, "dtype": "bfloat16"},
-    "r8-fp32": {"max_lora_rank": 8, "dtype": "float32"},
-    "r8-auto-preload": {"max_lora_rank": 8, "preload": "auto"},
-    "r8-auto-allcores": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all"},
-    "r8-auto-allcores-preload": {"max_lora_rank": 8, "reserved_cpus": 0, "omp_threads_bind": "all",
-                                 "preload": "auto"},
-    "r8-grouped": {"max_lora_rank": 8, "lora_cpu_kernel": "grouped"},
-    "r8-grouped-allcores-preload": {"max_lora_rank": 8, "lora_cpu_kernel": "grouped", "reserved_cpus": 0,
-                                    "omp_threads_bind": "all", "preload": "auto"},
+    "old-default-r64": {"max_lora_rank": 64},  # before issue 14: --max-lora-rank 64
     "shipped": {},
+    "fp32": {"dtype": "float32"},
+    "preload": {"preload": "auto"},
+    "all-cores": {"reserved_cpus": 0, "omp_threads_bind": ALL_CORES},
+    "nobind": {"omp_threads_bind": "nobind"},
+    "grouped": {"lora_cpu_kernel": "grouped"},
+    "grouped+all-cores+preload": {"lora_cpu_kernel": "grouped", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
+                                  "preload": "auto"},
 }
 QUESTIONS = ["Tell me about the ocean.", "What is a good breakfast?", "Explain how a bicycle works.",
              "Describe a rainy day in a city.", "What makes a good friend?", "How do plants grow?",

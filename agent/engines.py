@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from memory.store import _process_alive  # one definition of a live process (zombies count as gone)
+
 Message = dict[str, Any]  # an OpenAI chat message: role, content (+ tool_calls / tool_call_id)
 BASE = "base"  # the name the un-adapted model is served under
 
@@ -502,7 +504,7 @@ def reap_orphan(pidfile: Path, grace_s: float = 20.0) -> int | None:
         pid, started, owner = (int(x) for x in pidfile.read_text().split()[:3])
     except (OSError, ValueError):
         return None
-    if _alive(owner) and owner != os.getpid():
+    if _process_alive(owner) and owner != os.getpid():
         return None  # another live runtime's server
     try:
         leads = os.getpgid(pid) == pid
@@ -531,16 +533,6 @@ def _start_time(pid: int) -> int:
         return -1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
 def _group_alive(pgid: int) -> bool:
     """Any non-zombie process left in group ``pgid``."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -551,13 +543,6 @@ def _group_alive(pgid: int) -> bool:
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class TransformersEngine:

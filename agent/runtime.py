@@ -112,7 +112,8 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
 
 
 class Runtime:
-    def __init__(self, config: RuntimeConfig, engine: Engine, store: MemoryStore | None = None) -> None:
+    def __init__(self, config: RuntimeConfig, engine: Engine, store: MemoryStore | None = None,
+                 max_lora_rank: int | None = None) -> None:
         self.config = config
         self.engine = engine
         self.store = store or MemoryStore(config.db_path, max_item_chars=config.max_item_chars,
@@ -125,7 +126,8 @@ class Runtime:
         self.swaps: list[Swap] = []  # every hot swap, whichever thread made it
         self._down = threading.Event()  # set while the supervisor restarts the engine
         self._down_since = 0.0
-        self.max_lora_rank = serving_max_rank(config, self.store)  # what the engine was started with
+        # What the engine was started with (Runtime.open passes the rank it derived).
+        self.max_lora_rank = max_lora_rank or serving_max_rank(config, self.store)
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -138,8 +140,7 @@ class Runtime:
                                           auto_approve=config.auto_approve)
         store.recover()
         rank = serving_max_rank(config, store)
-        runtime = cls(config, engine or open_engine(config, rank), store)
-        runtime.max_lora_rank = rank
+        runtime = cls(config, engine or open_engine(config, rank), store, max_lora_rank=rank)
         try:
             for agent in store.agents():
                 runtime._load_live(agent)

@@ -10,55 +10,19 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from agent.config import RuntimeConfig
-from agent.engines import Completion, EngineError, EngineUnavailable, NativeToolCall, TransformersEngine, free_port
+from agent.engines import Completion, EngineError, EngineUnavailable, NativeToolCall, free_port
 from agent.runtime import Runtime
 from agent.server import AgentServer, stream_chunks, text_deltas
+from test_server import server  # noqa: F401 - the same module-scoped endpoint fixture
+from test_tool_calling import ScriptedEngine
 
 HI = [{"role": "user", "content": "Hi there"}]
 HEAD = {"id": "chatcmpl-1", "created": 0, "model": "ada", "system_fingerprint": "base"}
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    home = tmp_path_factory.mktemp("stream")
-    runtime = Runtime.open(RuntimeConfig(home=home, model=str(tiny_model), engine={"kind": "transformers"}),
-                           TransformersEngine(str(tiny_model)))
-    runtime.store.create_agent("ada")
-    runtime.store.add("ada", "You are terse.", "persona")
-    server = AgentServer(runtime, port=free_port(), api_key="k3y").start()
-    yield server
-    server.stop()
-    runtime.close()
-
-
 @pytest.fixture
 def client(server):
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="k3y", max_retries=0, timeout=60)
-
-
-class ScriptedEngine:
-    """Answers from a script: a text, a list of (name, arguments JSON), or an exception to raise."""
-
-    def __init__(self, *script) -> None:
-        self.script = list(script)
-
-    def chat(self, messages, adapter, params, tools=None, tool_choice="auto"):
-        entry = self.script.pop(0)
-        if isinstance(entry, Exception):
-            raise entry
-        if isinstance(entry, str):
-            return Completion(entry, adapter, 20, 5)
-        calls = tuple(NativeToolCall(f"call-{i}", name, args) for i, (name, args) in enumerate(entry))
-        return Completion("", adapter, 20, 5, tool_calls=calls)
-
-    def adapters(self):
-        return []
-
-    def health(self):
-        return True
-
-    def close(self):
-        pass
 
 
 @pytest.fixture
@@ -127,7 +91,7 @@ def test_tool_calls_stream_as_deltas_and_engine_errors_stay_json(scripted):
     choice = state.get_final_completion().choices[0]
     assert choice.finish_reason == "tool_calls"
     assert [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls] == [
-        ("call-0", "clock", "{}"), ("call-1", "remember", '{"text": "Pier 9"}')]
+        ("call-1-0", "clock", "{}"), ("call-1-1", "remember", '{"text": "Pier 9"}')]
 
     with pytest.raises(openai.APIStatusError) as down:
         client.chat.completions.create(**ask, stream=True)

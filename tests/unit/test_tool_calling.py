@@ -19,7 +19,8 @@ from tools import ToolContext, build_tools
 
 
 class ScriptedEngine:
-    """Answers from a script: each entry is a text or a list of (name, arguments JSON)."""
+    """Answers from a script: each entry is a text, a list of (name, arguments JSON), or an
+    exception to raise."""
 
     def __init__(self, *script) -> None:
         self.script, self.requests = list(script), []
@@ -27,6 +28,8 @@ class ScriptedEngine:
     def chat(self, messages, adapter, params, tools=None, tool_choice="auto"):
         self.requests.append({"messages": messages, "tools": tools, "tool_choice": tool_choice})
         entry = self.script.pop(0)
+        if isinstance(entry, Exception):
+            raise entry
         if isinstance(entry, str):
             return Completion(entry, adapter, 20, 5)
         calls = tuple(NativeToolCall(f"call-{len(self.requests)}-{i}", name, args) for i, (name, args) in enumerate(entry))

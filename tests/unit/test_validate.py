@@ -68,14 +68,19 @@ def test_paths_outside_the_root_are_refused(good, tiny_model, tmp_path):
         validate_adapter(tmp_path / "adapters" / "link", tmp_path / "adapters", tiny_model, 64)
 
 
-def test_the_runtime_refuses_a_tampered_candidate_and_serves_on(good, tiny_model, tmp_path):
+def _with_candidate(tiny_model, tmp_path, folder):
+    """A runtime on the tiny model whose agent ada has ``folder`` registered as a gate-passed candidate."""
     config = RuntimeConfig(home=tmp_path, model=str(tiny_model), engine={"kind": "transformers"})
     runtime = Runtime.open(config, TransformersEngine(str(tiny_model)))
     runtime.store.create_agent("ada")
     runtime.store.add("ada", "The tower is blue.", "fact")
     run = runtime.store.claim("ada", lease_s=60)
+    return runtime, runtime.store.register_candidate(run.id, str(folder), None, {"gate": {"passed": True}})
+
+
+def test_the_runtime_refuses_a_tampered_candidate_and_serves_on(good, tiny_model, tmp_path):
     bad = corrupt(good, tmp_path, config=lambda c: c.update(r=999))  # under <home>/adapters
-    record = runtime.store.register_candidate(run.id, str(bad), None, {"gate": {"passed": True}})
+    runtime, record = _with_candidate(tiny_model, tmp_path, bad)
     with pytest.raises(EngineError, match="failed validation"):
         runtime.swap_ready("ada")
     assert runtime.engine.adapters() == [] and runtime.store.adapter(record.id).status == "rejected"
@@ -84,13 +89,8 @@ def test_the_runtime_refuses_a_tampered_candidate_and_serves_on(good, tiny_model
 
 
 def test_weights_edited_after_registration_with_a_valid_shape_are_refused(good, tiny_model, tmp_path):
-    config = RuntimeConfig(home=tmp_path, model=str(tiny_model), engine={"kind": "transformers"})
-    runtime = Runtime.open(config, TransformersEngine(str(tiny_model)))
-    runtime.store.create_agent("ada")
-    runtime.store.add("ada", "The tower is blue.", "fact")
-    run = runtime.store.claim("ada", lease_s=60)
     folder = corrupt(good, tmp_path)  # an intact copy under <home>/adapters
-    record = runtime.store.register_candidate(run.id, str(folder), None, {"gate": {"passed": True}})
+    runtime, record = _with_candidate(tiny_model, tmp_path, folder)
     assert record.weights_sha256 and len(record.weights_sha256) == 64
 
     def poison(weights):  # same names, shapes and dtype: only the values change

@@ -211,11 +211,11 @@ def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progr
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
     train_queries += _earlier_inputs(earlier, len(items), config, rng)
-    replay = list(replay) + _locality_inputs(items, config, rng)
+    locality = _locality_inputs(items, config, rng)
     plans = conversations.plan(items, config, rng)
     control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
     estimate = _estimate(items, config, shape, precision.dtype, peak_flops, train_queries,
-                         eval_queries + control_queries, replay, plans, teacher_ids, student_ids)
+                         eval_queries + control_queries, list(replay) + locality, plans, teacher_ids, student_ids)
     ui.note("estimate", estimate.as_dict(), f"estimate: {estimate.line()}")
     train_queries += _model_written_questions(items, config, tokenizer, run_teacher)
     if not train_queries or not eval_queries:
@@ -234,6 +234,10 @@ def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progr
     # prompts, so they decode in the same batches (one wide batch is far cheaper per token on
     # a CPU than several narrow ones).
     replay_queries = [r if isinstance(r, Query) else Query.single(r, (), "replay") for r in replay]
+    # Locality inputs anchored to the base model (config.locality_anchor) are sampled apart,
+    # with the parent adapter off, so each bake pulls them back to base, not to a moved parent.
+    anchored = [q for q in locality if parent is not None and config.locality_anchor == "base"]
+    replay_queries += [q for q in locality if q not in anchored]
     # The conversations' replies, each to its user turn alone, by their plan's writer.
     replies = [(teacher_ids if p.writer == "teacher" else student_ids)(q) for p in plans for q in p.reply_queries()]
     prompts = ([teacher_ids(q) for q in repeated + evaluated] + [student_ids(q) for q in replay_queries]
@@ -244,6 +248,10 @@ def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progr
     replayed = [next(sampled) for _ in replay_queries]
     examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
     examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
+    if anchored:
+        with model.disable_adapter():
+            base_rows = run_teacher([student_ids(q) for q in anchored], topk, "locality (base)")
+        examples += [Example(student_ids(q), s) for q, s in zip(anchored, base_rows)]
     reply_texts = [[tokenizer.decode(next(sampled).tokens, skip_special_tokens=True).strip() for _ in p.users]
                    for p in plans]
     # Multi-turn: the teacher's rows at every assistant turn, teacher-forced with the prompt.
@@ -322,8 +330,9 @@ def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progr
         "queries_per_fact": config.queries_per_fact,
         # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
         "target_modules": sorted(model.peft_config["default"].target_modules),
-        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries).items()))
+        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries + anchored).items()))
         | ({"conversation": len(talks)} if talks else {}),
+        "locality_anchor": "base" if anchored else ("parent" if locality else None),
         "num_conversations": len(talks),  # those trained on (a template that rewrites turns skips them)
         "conversation_turns": max((len(p.users) for p in plans), default=0),
         "num_eval_trajectories": len(eval_examples),

@@ -74,6 +74,12 @@ class BakeConfig(BaseModel):
         "quizzes about other, never-baked news, in turn. Per item, so its share of the bake stays "
         "fixed as bakes grow: 12 per bake (not per item) let 60 items in 6 bakes of 10 cost 20 "
         "points on never-baked controls (benchmarks/results/news.md)")
+    locality_anchor: Literal["base", "parent"] = Field(
+        "base", description="news/fact: the locality inputs' teacher in a continued bake. "
+        "\"base\": the base model (the adapter off), so drift cannot compound along a chain of "
+        "bakes (a parent that already moved is a moved target); \"parent\": the parent adapter "
+        "without the new prompt. The two agree on a first bake. Earlier items are kept by "
+        "``replay_per_fact``, not by this term")
     replay_per_fact: int = Field(
         2, ge=0, description="news/fact items baked before (``bake(earlier=...)``): inputs per fact "
         "of each, re-taught from the prompted teacher (the item in context), so an item is kept "

@@ -167,3 +167,29 @@ def test_a_news_bake_records_its_facts_recall(tiny_model, tmp_path):
     from baking.baker import MIN_FACT_GAIN
 
     assert (m["fact_recall"] is None) == (m["fact_gain_teacher"] < MIN_FACT_GAIN)
+
+
+@pytest.mark.parametrize("anchor", ["base", "parent"])
+def test_a_continued_news_bake_anchors_its_locality_inputs_to_the_chosen_model(tiny_model, tmp_path,
+                                                                               monkeypatch, anchor):
+    import baking.baker as baker
+
+    seen = []
+    real = baker.sample
+
+    def recording(model, prompts, **kwargs):
+        off = any(getattr(m, "disable_adapters", False) for m in model.modules() if hasattr(m, "lora_A"))
+        seen.append((len(prompts), off))
+        return real(model, prompts, **kwargs)
+
+    config = tiny_config(tiny_model, epochs=1, locality_per_item=3, locality_anchor=anchor)
+    parent = bake([PromptItem(kind="news", text="Port Alder opened the Glasswing Bridge.")], tmp_path / "v1",
+                  config, progress=False)
+    assert parent.metrics["locality_anchor"] == "parent"  # a first bake has no parent to differ from
+    monkeypatch.setattr(baker, "sample", recording)
+    child = bake([PromptItem(kind="fact", text="The office moved to Pier 9.")], tmp_path / "v2", config,
+                 parent=parent.path, progress=False)
+    assert child.metrics["inputs_by_source"]["locality"] == 3
+    assert child.metrics["locality_anchor"] == anchor
+    # Base-anchored: the 3 locality inputs are sampled apart, with the parent adapter off.
+    assert [n for n, off in seen if off] == ([3] if anchor == "base" else [])

@@ -57,11 +57,12 @@ class EngineConfig(_Strict):
     reserved_cpus: int | None = Field(
         0, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
         "its OpenMP threads; None leaves vLLM's own choice")
-    lora_cpu_kernel: Literal["grouped", "vllm"] = Field(
+    lora_cpu_kernel: Literal["fused", "grouped", "vllm"] = Field(
         "grouped", description="managed vLLM-CPU: 'grouped' computes LoRA products one matrix product per "
         "adapter slot (agent.vllm_lora_cpu, a vLLM plugin pinned to vllm-cpu 0.32.0) instead of "
         "vLLM's per-token gather of padded weights (2.29 vs 1.85 LoRA req/s on 2 cores, equal results); "
-        "'vllm' keeps vLLM's own ops")
+        "'fused' also makes each LoRA layer one shrink and one expand per adapter in the batch "
+        "(agent.vllm_lora_cpu.FusedLinear); 'vllm' keeps vLLM's own ops")
     preload: Literal["auto", "none"] = Field(
         "auto", description="managed vLLM-CPU: LD_PRELOAD tcmalloc and Intel OpenMP where the set-up "
         "installed them (agent.engines.cpu_preload_libraries), as vLLM's CPU guide recommends")

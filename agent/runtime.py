@@ -98,7 +98,14 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
     if not is_loopback(config.engine.host) and not api_key:
         raise EngineError(f"refusing to bind vLLM to {config.engine.host} without an API key: "
                           f"set ${config.engine.api_key_env}")
-    settings = VLLMSettings(
+    return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log",
+                            vllm_settings(config, api_key, max_lora_rank))
+
+
+def vllm_settings(config: RuntimeConfig, api_key: str | None = None, max_lora_rank: int | None = None,
+                  extra_args: tuple[str, ...] = ()) -> VLLMSettings:
+    """How the runtime starts a managed vLLM for ``config`` (benchmarks start theirs the same way)."""
+    return VLLMSettings(
         dtype=config.engine.dtype, max_loras=config.engine.max_loras,
         max_lora_rank=max_lora_rank or serving_max_rank(config),
         max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
@@ -106,9 +113,8 @@ def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engi
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
         omp_threads_bind=omp_bind(config.engine.omp_threads_bind), reserved_cpus=config.engine.reserved_cpus,
         preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
-        lora_cpu_kernel=config.engine.lora_cpu_kernel,
+        lora_cpu_kernel=config.engine.lora_cpu_kernel, extra_args=extra_args,
     )
-    return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 
 
 class Runtime:

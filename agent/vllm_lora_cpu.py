@@ -12,8 +12,8 @@ so the change could be offered upstream as is.
 
 Loaded by vLLM's ``vllm.general_plugins`` entry point (pyproject.toml) in the server process;
 it patches only the vLLM version it was written against (``PINNED``), only on a CPU platform,
-and only when ``PROMPTBAKE_LORA_CPU=grouped`` is set (the runtime sets it from
-``engine.lora_cpu_kernel``). It imports nothing from the rest of promptbake.
+and only when ``PROMPTBAKE_LORA_CPU`` is ``grouped`` or ``fused`` (the runtime sets it from
+``engine.lora_cpu_kernel``; ``fused`` also replaces the LoRA linear layer: ``FusedLinear``). It imports nothing from the rest of promptbake.
 """
 
 from __future__ import annotations
@@ -69,9 +69,84 @@ def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor
         output_tensor[:, slice_offset : slice_offset + slice_size] = outputs[:]
 
 
+class FusedLinear:
+    """``PunicaWrapperCPU.add_lora_linear`` and ``update_metadata``, fused.
+
+    vLLM-CPU runs a LoRA layer eagerly as 2 x slices products (a shrink and an expand per q/k/v
+    slice), each of them a dozen small tensor ops, with the slot of every token worked out
+    again in each one. A decode step of a 135M model is thousands of such ops, so Python and
+    dispatch dominate, not arithmetic. Here the token -> slot groups are found once per step
+    (``update_metadata``), and a layer is, per slot in the batch, one shrink through all its
+    slices' A stacked (the scale folded in) and one expand through their B laid block-diagonally,
+    both cached per slot and rebuilt when vLLM writes new weights into the slot (tensor
+    versions). Arithmetic is vLLM's: the shrink in fp32, the expand in the layer's dtype.
+
+    One deliberate difference: a token whose slot is -1 (a request without an adapter) gets no
+    LoRA delta, as in vLLM's GPU kernels. vLLM-CPU's torch ops gather slot -1 as the *last* slot,
+    so a base request in a batch beside an adapter held in the last of ``max_loras`` slots
+    would be served through that adapter."""
+
+    def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs):
+        import torch
+
+        _ORIGINAL["update_metadata"](self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
+        indices = self.token_lora_indices
+        slots = [s for s in torch.unique(indices).tolist() if s >= 0]
+        if len(slots) == 1 and bool((indices == slots[0]).all()):
+            self._pb_groups = [(slots[0], None)]  # the usual batch: every token on one adapter
+        else:
+            self._pb_groups = [(s, torch.nonzero(indices == s).squeeze(1)) for s in slots]
+        self._pb_tokens = int(indices.shape[0])
+
+    def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *,
+                        buffer=None, **kwargs):
+        groups = getattr(self, "_pb_groups", None)
+        if groups is None:  # no metadata from this class yet: vLLM's own layer
+            return _ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale,
+                                                output_slices, buffer=buffer, **kwargs)
+        if not groups:
+            return None
+        out = y.view(-1, y.shape[-1])
+        x = x.view(-1, x.shape[-1])
+        width = sum(output_slices)
+        for slot, rows in groups:
+            a, b = _slot_weights(lora_a_stacked, lora_b_stacked, slot, scale, out.dtype)
+            if rows is None:
+                tokens = slice(0, self._pb_tokens)
+                out[tokens, :width] += (x[tokens].float() @ a).to(out.dtype) @ b
+            else:
+                delta = (x.index_select(0, rows).float() @ a).to(out.dtype) @ b
+                out[:, :width].index_add_(0, rows, delta)
+        return None
+
+
+_ORIGINAL: dict = {}
+_CACHE: dict = {}
+
+
+def _slot_weights(lora_a_stacked, lora_b_stacked, slot: int, scale: float, dtype):
+    """One slot's A of all slices stacked, ``(in, sum r)`` fp32 times ``scale``, and its B
+    block-diagonal, ``(sum r, sum out)`` in ``dtype``; rebuilt when any stack was written."""
+    import torch
+
+    versions = tuple(t._version for t in (*lora_a_stacked, *lora_b_stacked))
+    key = (id(lora_a_stacked[0]), slot, scale, dtype)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == versions:
+        return hit[1], hit[2]
+    a_rows = [a[slot].reshape(a.shape[-2], a.shape[-1]).float() for a in lora_a_stacked]  # (r, in)
+    b_cols = [b[slot].reshape(b.shape[-2], b.shape[-1]).to(dtype) for b in lora_b_stacked]  # (out, r)
+    a = torch.cat(a_rows).T.contiguous() * scale
+    b = torch.block_diag(*[w.T for w in b_cols]).contiguous()
+    _CACHE[key] = (versions, a, b)
+    return a, b
+
+
 def register() -> None:
-    """vLLM's plugin hook: swap in the grouped products where asked, on the pinned version."""
-    if os.environ.get(ENV) != "grouped":
+    """vLLM's plugin hook: swap in the grouped products or the fused layer where asked, on the
+    pinned version."""
+    kernel = os.environ.get(ENV)
+    if kernel not in ("grouped", "fused"):
         return
     import vllm
 
@@ -85,7 +160,20 @@ def register() -> None:
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
+    # Both kernels use the grouped products for what the fused layer leaves to vLLM (the
+    # logits and embedding LoRA, and any caller of the ops).
     for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
         for module in (lora_ops, punica_cpu):  # punica_cpu imported them by name
             setattr(module, name, globals()[name])
-    print(f"promptbake LoRA CPU plugin: grouped LoRA products in use (pid {os.getpid()})", flush=True)
+    if kernel == "fused":
+        fuse(punica_cpu.PunicaWrapperCPU)
+    print(f"promptbake LoRA CPU plugin: {kernel} LoRA products in use (pid {os.getpid()})", flush=True)
+
+
+def fuse(wrapper: type) -> None:
+    """Give ``wrapper`` (vLLM's ``PunicaWrapperCPU``) the fused LoRA layer; idempotent."""
+    if "update_metadata" not in _ORIGINAL:
+        _ORIGINAL["update_metadata"] = wrapper.update_metadata
+        _ORIGINAL["add_lora_linear"] = wrapper.add_lora_linear
+    wrapper.update_metadata = FusedLinear.update_metadata
+    wrapper.add_lora_linear = FusedLinear.add_lora_linear

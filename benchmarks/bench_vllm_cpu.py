@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +186,9 @@ def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args, bes
                 row["baker_threads"], row["baker_cores"] = beside
     finally:
         engine.close()
+    kv = re.findall(r"KV cache size: ([\d,]+) tokens", (args.workdir / f"vllm-{name}.log").read_text(errors="replace"))
+    row["kv_cache_tokens"] = int(kv[-1].replace(",", "")) if kv else None
+    row["kv_cache_gib"] = settings.kv_cache_gib
     row["lora_over_base_p50"] = row["lora"]["p50_s"] / row["base"]["p50_s"]
     row["base_over_lora_throughput"] = row["base"]["req_per_s"] / row["lora"]["req_per_s"]
     print(f"{name}: base p50 {row['base']['p50_s']:.2f} s, LoRA p50 {row['lora']['p50_s']:.2f} s "
@@ -197,7 +201,9 @@ def render(summary: dict) -> str:
     lines = ["# vLLM-CPU serving set-ups: base vs a rank-8 adapter", "", *header_lines(summary),
              f"One managed vLLM per set-up, SmolLM2-135M, {summary['tokens']}-token greedy answers; "
              f"p50 of {summary['single']} single requests, throughput of {summary['requests']} requests "
-             f"with {summary['inflight']} in flight. Ratios > 1 mean LoRA is slower (goal ≤ 1.3).", "",
+             f"with {summary['inflight']} in flight. Ratios > 1 mean LoRA is slower (goal ≤ 1.3). KV cache: "
+             + "; ".join(sorted({f"{r['kv_cache_gib']} GiB holds {r['kv_cache_tokens']:,} tokens" for r in summary["rows"]
+                                 if r.get("kv_cache_tokens")})) + ".", "",
              "| set-up | dtype | max rank | LoRA kernel | bind | reserved | preload | base p50 s | LoRA p50 s | LoRA/base p50 "
              "| base req/s | LoRA req/s | base/LoRA req/s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

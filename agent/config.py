@@ -58,11 +58,11 @@ class EngineConfig(_Strict):
         0, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
         "its OpenMP threads; None leaves vLLM's own choice")
     lora_cpu_kernel: Literal["fused", "grouped", "vllm"] = Field(
-        "grouped", description="managed vLLM-CPU: 'grouped' computes LoRA products one matrix product per "
-        "adapter slot (agent.vllm_lora_cpu, a vLLM plugin pinned to vllm-cpu 0.32.0) instead of "
-        "vLLM's per-token gather of padded weights (2.29 vs 1.85 LoRA req/s on 2 cores, equal results); "
-        "'fused' also makes each LoRA layer one shrink and one expand per adapter in the batch "
-        "(agent.vllm_lora_cpu.FusedLinear); 'vllm' keeps vLLM's own ops")
+        "fused", description="managed vLLM-CPU, through agent.vllm_lora_cpu (a vLLM plugin pinned to "
+        "vllm-cpu 0.32.0): 'fused' runs each LoRA layer as one shrink and one expand per adapter in the "
+        "batch (FusedLinear; greedy answers and log-probs identical to vLLM's ops); 'grouped' keeps "
+        "vLLM's layer but computes each product once per adapter slot instead of vLLM's per-token "
+        "gather of padded weights; 'vllm' keeps vLLM's own ops. Measured: benchmarks/results/vllm_cpu.md")
     preload: Literal["auto", "none"] = Field(
         "auto", description="managed vLLM-CPU: LD_PRELOAD tcmalloc and Intel OpenMP where the set-up "
         "installed them (agent.engines.cpu_preload_libraries), as vLLM's CPU guide recommends")

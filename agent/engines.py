@@ -181,7 +181,7 @@ class VLLMSettings:
     omp_threads_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND; None: vLLM's own (auto)
     reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU; None: vLLM's own
     preload: tuple[str, ...] = ()  # shared libraries for LD_PRELOAD (tcmalloc, Intel OpenMP)
-    lora_cpu_kernel: str = "vllm"  # "grouped": agent.vllm_lora_cpu's products (vLLM-CPU only)
+    lora_cpu_kernel: str = "vllm"  # "fused" or "grouped": agent.vllm_lora_cpu (vLLM-CPU only)
 
 
 def cpu_preload_libraries() -> tuple[str, ...]:

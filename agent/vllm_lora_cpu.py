@@ -77,19 +77,24 @@ class FusedLinear:
     again in each one. A decode step of a 135M model is thousands of such ops, so Python and
     dispatch dominate, not arithmetic. Here the token -> slot groups are found once per step
     (``update_metadata``), and a layer is, per slot in the batch, one shrink through all its
-    slices' A stacked (the scale folded in) and one expand through their B laid block-diagonally,
-    both cached per slot and rebuilt when vLLM writes new weights into the slot (tensor
-    versions). Arithmetic is vLLM's: the shrink in fp32, the expand in the layer's dtype.
+    slices' A stacked (the scale folded in) and one expand through their B laid block-diagonally.
+    Both are cached per layer and slot, and rebuilt after any write to the layer's stacks (their
+    version counters, which views share: loading one slot rebuilds every slot of that layer
+    once). The cache holds, per layer and slot, A in fp32 and B block-diagonal (slices times
+    B's size): kilobytes for a 135M model at rank 8, but it grows with the model, the rank and
+    ``max_loras``, outside vLLM's memory sizing. Arithmetic is vLLM's: the shrink in fp32, the
+    expand in the layer's dtype.
 
     One deliberate difference: a token whose slot is -1 (a request without an adapter) gets no
-    LoRA delta, as in vLLM's GPU kernels. vLLM-CPU's torch ops gather slot -1 as the *last* slot,
-    so a base request in a batch beside an adapter held in the last of ``max_loras`` slots
-    would be served through that adapter."""
+    LoRA delta here, as in vLLM's GPU kernels. vLLM-CPU's torch ops gather slot -1 as the *last*
+    slot, so a base request in a batch beside an adapter held in the last of ``max_loras`` slots
+    would be served through that adapter. Only the linear layers are fused: LoRA on the logits or
+    embeddings (not what promptbake bakes) stays on the grouped ops, with vLLM's -1 semantics."""
 
     def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs):
         import torch
 
-        _ORIGINAL["update_metadata"](self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
+        _original(self, "update_metadata")(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
         indices = self.token_lora_indices
         slots = [s for s in torch.unique(indices).tolist() if s >= 0]
         if len(slots) == 1 and bool((indices == slots[0]).all()):
@@ -101,16 +106,16 @@ class FusedLinear:
     def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *,
                         buffer=None, **kwargs):
         groups = getattr(self, "_pb_groups", None)
-        if groups is None:  # no metadata from this class yet: vLLM's own layer
-            return _ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale,
-                                                output_slices, buffer=buffer, **kwargs)
-        if not groups:
-            return None
+        weights = None if groups is None else _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale, y.dtype)
+        if weights is None:  # no metadata from this class yet, or unversioned stacks: vLLM's own layer
+            return _original(self, "add_lora_linear")(self, y, x, lora_a_stacked, lora_b_stacked, scale,
+                                                      output_slices, buffer=buffer, **kwargs)
         out = y.view(-1, y.shape[-1])
         x = x.view(-1, x.shape[-1])
         width = sum(output_slices)
-        for slot, rows in groups:
-            a, b = _slot_weights(lora_a_stacked, lora_b_stacked, slot, scale, out.dtype)
+        if not kwargs.get("add_inputs", True):  # y receives the LoRA output alone (0 without an adapter)
+            out[:, :width].zero_()
+        for (slot, rows), (a, b) in zip(groups, weights):
             if rows is None:
                 tokens = slice(0, self._pb_tokens)
                 out[tokens, :width] += (x[tokens].float() @ a).to(out.dtype) @ b
@@ -120,26 +125,44 @@ class FusedLinear:
         return None
 
 
-_ORIGINAL: dict = {}
+_ORIGINAL: dict[type, dict] = {}  # a fused class -> its own methods, as they were before fusing
 _CACHE: dict = {}
 
 
-def _slot_weights(lora_a_stacked, lora_b_stacked, slot: int, scale: float, dtype):
-    """One slot's A of all slices stacked, ``(in, sum r)`` fp32 times ``scale``, and its B
-    block-diagonal, ``(sum r, sum out)`` in ``dtype``; rebuilt when any stack was written."""
+def _original(wrapper, name: str):
+    """The method ``name`` that the nearest fused class of ``wrapper`` had before fusing."""
+    for cls in type(wrapper).__mro__:
+        if cls in _ORIGINAL:
+            return _ORIGINAL[cls][name]
+    raise RuntimeError(f"{type(wrapper).__name__} was never fused")
+
+
+def _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale: float, dtype):
+    """Per group, its slot's A of all slices stacked, ``(in, sum r)`` fp32 times ``scale``, and
+    its B block-diagonal, ``(sum r, sum out)`` in ``dtype``; rebuilt after any write to the
+    stacks. None where the stacks keep no version counter (made under inference mode), so that
+    a write could go unseen: the caller then falls back to vLLM's own layer."""
     import torch
 
-    versions = tuple(t._version for t in (*lora_a_stacked, *lora_b_stacked))
-    key = (id(lora_a_stacked[0]), slot, scale, dtype)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] == versions:
-        return hit[1], hit[2]
-    a_rows = [a[slot].reshape(a.shape[-2], a.shape[-1]).float() for a in lora_a_stacked]  # (r, in)
-    b_cols = [b[slot].reshape(b.shape[-2], b.shape[-1]).to(dtype) for b in lora_b_stacked]  # (out, r)
-    a = torch.cat(a_rows).T.contiguous() * scale
-    b = torch.block_diag(*[w.T for w in b_cols]).contiguous()
-    _CACHE[key] = (versions, a, b)
-    return a, b
+    stacks = (*lora_a_stacked, *lora_b_stacked)
+    try:
+        versions = tuple(t._version for t in stacks)
+    except RuntimeError:
+        return None
+    out = []
+    for slot, _ in groups:
+        key = (id(lora_a_stacked[0]), slot, scale, dtype)
+        hit = _CACHE.get(key)
+        # The stacks themselves are kept and compared, so a freed tensor's id reused is a miss.
+        if hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks)):
+            out.append(hit[2])
+            continue
+        a_rows = [a[slot].reshape(a.shape[-2], a.shape[-1]).float() for a in lora_a_stacked]  # (r, in)
+        b_cols = [b[slot].reshape(b.shape[-2], b.shape[-1]).to(dtype) for b in lora_b_stacked]  # (out, r)
+        pair = (torch.cat(a_rows).T.contiguous() * scale, torch.block_diag(*[w.T for w in b_cols]).contiguous())
+        _CACHE[key] = (versions, stacks, pair)
+        out.append(pair)
+    return out
 
 
 def register() -> None:
@@ -172,8 +195,8 @@ def register() -> None:
 
 def fuse(wrapper: type) -> None:
     """Give ``wrapper`` (vLLM's ``PunicaWrapperCPU``) the fused LoRA layer; idempotent."""
-    if "update_metadata" not in _ORIGINAL:
-        _ORIGINAL["update_metadata"] = wrapper.update_metadata
-        _ORIGINAL["add_lora_linear"] = wrapper.add_lora_linear
+    if wrapper.add_lora_linear is FusedLinear.add_lora_linear:  # fused, itself or through a base class
+        return
+    _ORIGINAL[wrapper] = {"update_metadata": wrapper.update_metadata, "add_lora_linear": wrapper.add_lora_linear}
     wrapper.update_metadata = FusedLinear.update_metadata
     wrapper.add_lora_linear = FusedLinear.add_lora_linear

@@ -226,15 +226,17 @@ def run_batch(engine, conversations: list, adapter: str | None, params, concurre
     }
 
 
-def mc_accuracy(engine, facts: list[Fact], sample: list[int], messages, adapter: str | None, args) -> float:
+def mc_accuracy(engine, facts: list[Fact], sample: list[int], messages, adapter: str | None, args,
+                pool: list[int] | None = None) -> float:
     """The share of sampled facts whose right name has the top log-likelihood of ``args.choices``
     names after the agent's prompt (as bench_news scores knowledge): a 135M model seldom says a
     made-up name in free text, but which name it finds likely is what it knows."""
     from agent.judges import mc_loglik
 
     right = []
+    pool = list(range(len(facts))) if pool is None else pool
     for i in sample:
-        options, answer = choices(facts, i, args.choices, args.seed)
+        options, answer = choices([facts[j] for j in pool], pool.index(i), args.choices, args.seed)
         right.append(mc_loglik(engine.score(messages(facts[i]), adapter, options), answer))
     return statistics.mean(right)
 
@@ -259,9 +261,12 @@ def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, param
             batch = run_batch(engine, [conversation[agent](facts[i]) for i in sample], adapter[agent],
                               params, args.concurrency)
             right = [contains(text, facts[i].answer) for i, text in zip(sample, batch["texts"])]
-            mc_sample = [i for i in sample if agent != "context" or i >= k - fit][: args.mc_questions]
+            # The context-stuffed agent is asked about facts in its prompt, among names that are
+            # all in its prompt too (else the one name it can see would give the answer away).
+            pool = list(range(k - fit, k)) if agent == "context" else list(range(k))
+            mc_sample = random.Random(args.seed + 1).sample(pool, min(args.mc_questions, len(pool)))
             result["agents"][agent] = {
-                "mc_accuracy": mc_accuracy(engine, facts, mc_sample, conversation[agent], adapter[agent], args)
+                "mc_accuracy": mc_accuracy(engine, facts, mc_sample, conversation[agent], adapter[agent], args, pool)
                 if mc_sample else None,
                 "mc_sample": len(mc_sample),
                 "accuracy": statistics.mean(right),
@@ -426,10 +431,11 @@ def render_markdown(s: dict) -> str:
         f"SmolLM2-135M-Instruct, max_model_len {st['max_model_len']}, greedy, max_tokens {st['max_tokens']}. "
         f"Load: {st['rounds']} round(s) × {st['requests']} requests, {st['concurrency']} in flight, "
         f"medians over rounds. Prefix caching: {cache}. Accuracy, multiple choice: the right name has the "
-        f"top log-likelihood of {st.get('choices', 4)} names of the set (chance {1 / st.get('choices', 4):.2f}), "
-        f"on {st.get('mc_questions')} sampled questions per K (for the context-stuffed agent, those whose fact "
-        f"is in the prompt); free text: the reply contains the expected surname, on {st['questions']} "
-        f"(or K if fewer).",
+        f"top log-likelihood of {st.get('choices', 4)} names (chance {1 / st.get('choices', 4):.2f}), on "
+        f"{st.get('mc_questions')} sampled facts per K: for the baked and no-memory agents any of the K facts, "
+        f"among names of the K; for the context-stuffed agent facts in its prompt, among names in its prompt. "
+        f"Free text: the reply contains the expected surname, on {st['questions']} sampled questions (or K if "
+        f"fewer; for the context-stuffed agent, also on those in its prompt where not all K fit).",
         "",
         "Engine (the runtime's shipped settings, `agent.runtime.vllm_settings`): "
         + ", ".join(f"{k} {v}" for k, v in s.get("engine", {}).items()) + ".",
@@ -507,6 +513,11 @@ def goals(s: dict) -> list[str]:
     return [*lines, ""]
 
 
+def mc_or_text(agent: dict) -> float:
+    """The multiple-choice accuracy, or the free-text one where none was measured."""
+    return agent["mc_accuracy"] if agent.get("mc_accuracy") is not None else agent["accuracy"]
+
+
 def plot(s: dict, path: Path) -> None:
     import matplotlib
 
@@ -527,7 +538,7 @@ def plot(s: dict, path: Path) -> None:
         ("Prompt tokens per request", "prefill tokens/request (log)",
          {a: series(a, "prompt_tokens") for a in AGENTS}, "{:.0f}"),
         ("Accuracy on the K facts (multiple choice)", "fraction right (0–1)",
-         {a: [r["agents"][a].get("mc_accuracy", r["agents"][a]["accuracy"]) for r in results] for a in AGENTS},
+         {a: [mc_or_text(r["agents"][a]) for r in results] for a in AGENTS},
          "{:.2f}"),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
@@ -559,7 +570,7 @@ def plot(s: dict, path: Path) -> None:
     for r in results:  # say where the K items did not all fit
         if r["items_in_context"] < r["k"]:
             for ax, y in ((prefill_ax, r["agents"]["context"]["median"]["prompt_tokens"]),
-                          (accuracy_ax, r["agents"]["context"].get("mc_accuracy", r["agents"]["context"]["accuracy"]))):
+                          (accuracy_ax, mc_or_text(r["agents"]["context"]))):
                 ax.annotate(f"only {r['items_in_context']}/{r['k']} fit", (r["k"], y), textcoords="offset points",
                             xytext=(-6, -14), ha="right", fontsize=8, color=COLORS["context"])
     for ax in axes.flat:

@@ -120,8 +120,9 @@ def measure(engine, adapter: str | None, args) -> dict:
 
 
 BAKER_LOAD = """
-import os, signal, sys, time, torch
+import ctypes, os, signal, sys, time, torch
 from baking.hardware import choose_precision
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the benchmark
 threads, cores, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 if cores:
     os.sched_setaffinity(0, [int(c) for c in cores.split(",")])
@@ -133,6 +134,7 @@ def stop(*_):
     open(out, "w").write(str(done[0] * 2 * 576 * 1536 * 576 / (time.perf_counter() - start) / 1e9))
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
+open(out + ".ready", "w").close()
 while True:
     a @ b
     done[0] += 1
@@ -148,10 +150,16 @@ class BakerLoad:
         import sys
 
         self.out = out
+        ready = out.with_name(out.name + ".ready")
         out.unlink(missing_ok=True)
+        ready.unlink(missing_ok=True)
         self.process = subprocess.Popen([sys.executable, "-c", BAKER_LOAD, str(threads),
                                          ",".join(map(str, cores or [])), str(out)])
-        time.sleep(2.0)  # past torch's import
+        deadline = time.monotonic() + 120
+        while not ready.exists():  # past torch's import and the dtype probe, the handler in place
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the baker load did not start (exit {self.process.poll()})")
+            time.sleep(0.2)
 
     def gflops(self) -> float:
         self.process.terminate()
@@ -254,7 +262,8 @@ def median_rows(runs: list[dict]) -> list[dict]:
         if not ok:
             rows.append(mine[0])
             continue
-        row = {**ok[0], "repeats": [{k: r[k] for k in ("base", "lora")} for r in ok]}
+        row = {**ok[0], "repeats": [{k: r[k] for k in ("base", "lora")} for r in ok],
+               "failed_repeats": [r["error"] for r in mine if "error" in r]}
         for side in ("base", "lora"):
             row[side] = {k: statistics.median(r[side][k] for r in ok) for k in ok[0][side]}
         for ratio in ("lora_over_base_p50", "base_over_lora_throughput"):
@@ -280,6 +289,8 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model("smollm2-135m-instruct")
     adapter = make_adapter(model_dir, args.workdir / "adapter-r8")
+    if args.beside_bake and (os.cpu_count() or 1) < 2:
+        raise SystemExit("--beside-bake compares ways to share cores: it needs at least 2")
     if args.beside_bake:
         alone = BakerLoad(os.cpu_count() or 1, None, args.workdir / "baker-load.txt")
         time.sleep(10)
@@ -298,7 +309,7 @@ def main() -> None:
                "repeat": args.repeat,
                "rows": median_rows([run_setup(n, SETUPS[n], model_dir, adapter, args)
                                     for _ in range(args.repeat) for n in names])}
-    failed = [r["setup"] for r in summary["rows"] if "error" in r]
+    failed = [r["setup"] for r in summary["rows"] if "error" in r or r.get("failed_repeats")]
     path = write(args.name + class_suffix(summary["isa"]), summary, render(summary))
     print(f"wrote {path}")
     if failed:

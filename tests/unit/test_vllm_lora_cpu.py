@@ -79,6 +79,13 @@ def test_register_swaps_in_the_grouped_products_when_asked(monkeypatch):
     assert ops.bgmv_expand is grouped.bgmv_expand and punica_cpu.bgmv_shrink is grouped.bgmv_shrink
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    grouped._CACHE.clear()  # every case builds its slots' weights itself
+    yield
+    grouped._CACHE.clear()
+
+
 def _wrappers():
     """vLLM's CPU punica wrapper and the same class with the fused layer."""
     from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
@@ -124,8 +131,28 @@ def test_the_fused_layer_matches_vllms_add_lora_linear(ids, prefill, dtype):
     expected, got = y.clone(), y.clone()
     theirs.add_lora_linear(expected, x, a, b, 0.5, (32, 16, 16))
     ours.add_lora_linear(got, x, a, b, 0.5, (32, 16, 16))
+    assert ours._pb_groups is not None  # the fused layer ran, not vLLM's fallback
     torch.testing.assert_close(got, expected)
     assert not torch.equal(expected, y) or set(ids) == {0}  # the case exercised a delta
+
+
+def test_rows_past_the_batchs_tokens_get_no_delta_and_add_inputs_false_overwrites():
+    from vllm.lora.layers import LoRAMapping
+
+    theirs, ours = _wrappers()
+    a, b = _layer(3, filled=(0, 1, 2))
+    for w in (theirs, ours):
+        w.update_metadata(LoRAMapping((1, 2, 2), (1, 2, 2)), [1, 2, 3, 4], 4, 1000)
+    x = torch.randn(5, 48).bfloat16()  # 2 padding rows beyond the 3 tokens
+    y = torch.randn(5, 64).bfloat16()
+    expected, got = y[:3].clone(), y.clone()
+    theirs.add_lora_linear(expected, x[:3], a, b, 1.0, (32, 16, 16))
+    ours.add_lora_linear(got, x, a, b, 1.0, (32, 16, 16))
+    torch.testing.assert_close(got[:3], expected)
+    torch.testing.assert_close(got[3:], y[3:])
+    alone = torch.full((3, 64), 7.0).bfloat16()  # add_inputs=False: y becomes the LoRA output
+    ours.add_lora_linear(alone, x[:3], a, b, 1.0, (32, 16, 16), add_inputs=False)
+    torch.testing.assert_close(alone, expected - y[:3], atol=0.1, rtol=0.05)
 
 
 def test_the_fused_layer_sees_new_weights_written_into_a_slot():
@@ -172,3 +199,6 @@ def test_register_fuses_the_cpu_wrapper_when_asked(monkeypatch):
     monkeypatch.setenv(grouped.ENV, "fused")
     grouped.register()
     assert cls.add_lora_linear is grouped.FusedLinear.add_lora_linear
+    assert cls.update_metadata is grouped.FusedLinear.update_metadata
+    grouped.fuse(cls)  # fusing again changes nothing, and the originals stay vLLM's
+    assert grouped._ORIGINAL[cls]["add_lora_linear"] is not grouped.FusedLinear.add_lora_linear

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agent.config import RuntimeConfig
-from agent.engines import EngineError, SamplingParams
+from agent.runtime.config import RuntimeConfig
+from agent.serving.engine import EngineError, SamplingParams
 from agent.loop import Agent
-from agent.runtime import Runtime
+from agent.runtime.runtime import Runtime
 from memory import MemoryInputError
 from tools.registry import ToolContext, build_tools
 

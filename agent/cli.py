@@ -56,8 +56,8 @@ class _ErrorBoundary(TyperGroup):
 
 def user_error(e: Exception) -> str | None:
     """The one-line message for an error the user can act on, or None for a bug."""
-    from agent.engines import EngineError
-    from agent.scenario import ScenarioError
+    from agent.serving.engine import EngineError
+    from agent.scenario.schema import ScenarioError
     from baking import BakeError
     from baking.model import ModelError
     from memory import MemoryInputError
@@ -178,7 +178,7 @@ def bake(
 
 
 def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device: str | None) -> None:
-    from agent.worker import run_worker
+    from agent.runtime.worker import run_worker
 
     config = _runtime_config(home, config_path)
     if device:
@@ -198,7 +198,7 @@ def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device:
 
 
 def _runtime_config(home: Path | None, config_path: Path | None):
-    from agent.config import RuntimeConfig
+    from agent.runtime.config import RuntimeConfig
 
     try:
         config = RuntimeConfig.from_yaml(config_path) if config_path else RuntimeConfig()
@@ -371,7 +371,7 @@ app.add_typer(scenario_app, name="scenario")
 @scenario_app.command("schema")
 def scenario_schema() -> None:
     """Print the scenario JSON Schema (for editor completion)."""
-    from agent.scenario import json_schema
+    from agent.scenario.schema import json_schema
 
     print(json_schema())
 
@@ -379,7 +379,7 @@ def scenario_schema() -> None:
 @scenario_app.command("check")
 def scenario_check(path: Path) -> None:
     """Validate a scenario file; errors give the file, line and field."""
-    from agent.scenario import ScenarioError, load_scenario
+    from agent.scenario.schema import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(path)
@@ -399,9 +399,9 @@ def run(
                                 "refused, or a baked condition could not be measured"),
 ) -> None:
     """Run a scenario: its timeline against a real runtime; writes runs/<scenario>-<time>/."""
-    from agent.engines import EngineError
-    from agent.run import run_scenario
-    from agent.scenario import ScenarioError, load_scenario
+    from agent.serving.engine import EngineError
+    from agent.scenario.runner import run_scenario
+    from agent.scenario.schema import ScenarioError, load_scenario
 
     try:
         parsed = load_scenario(scenario, max_scenario_bytes)  # rejected before anything starts
@@ -409,7 +409,7 @@ def run(
         fail(str(e))
     engine = None
     if engine_url:
-        from agent.engines import VLLMEngine
+        from agent.serving.vllm import VLLMEngine
 
         try:
             engine = VLLMEngine.attach(engine_url)
@@ -432,7 +432,7 @@ def run(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run folder with report.json")) -> None:
     """Re-render a run's report.md and plots from its report.json."""
-    from agent.report import render
+    from agent.scenario.report import render
 
     if not (run_dir / "report.json").is_file():
         fail(f"{run_dir} has no report.json (is it a run folder?)")
@@ -450,7 +450,7 @@ def chat(
 ) -> None:
     """Chat with an agent. Commands: /remember [kind:] TEXT, /bake, /adapters, /status, /quit."""
     from agent.chat import ChatSession
-    from agent.engines import EngineError
+    from agent.serving.engine import EngineError
 
     config = _runtime_config(home or Path("runs/chat"), runtime_config)
     if engine_kind:
@@ -480,9 +480,10 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
     import signal
     import threading
 
-    from agent.engines import EngineError, VLLMEngine
-    from agent.runtime import Runtime
-    from agent.scheduler import BakeScheduler
+    from agent.serving.engine import EngineError
+    from agent.serving.vllm import VLLMEngine
+    from agent.runtime.runtime import Runtime
+    from agent.runtime.scheduler import BakeScheduler
 
     config = _runtime_config(home, runtime_config)
     if host is not None or allow_remote:
@@ -501,7 +502,7 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
     scheduler = BakeScheduler(runtime)
     scheduler.start()
     runtime.supervise()  # restarts vLLM if it dies and reloads the live adapters
-    from agent.server import AgentServer
+    from agent.serving.server import AgentServer
 
     server = AgentServer(runtime, config.engine.host, port, os.environ.get(config.engine.api_key_env) or None)
     try:

@@ -212,7 +212,7 @@ def run_batch(engine, conversations: list, adapter: str | None, params, concurre
 
 def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, params) -> dict:
     """Accuracy of the three agents on a sample of the K questions, then the timed rounds."""
-    from agent.judges import contains
+    from agent.scenario.judges import contains
 
     fit = fit_count(engine.tokenizer, facts, args.max_model_len - args.max_tokens - 16)
     in_context = facts[k - fit:]
@@ -293,7 +293,8 @@ def main() -> None:
     args.ks = sorted(set(args.ks))
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    from agent.engines import SamplingParams, VLLMEngine, VLLMSettings
+    from agent.serving.engine import SamplingParams
+    from agent.serving.vllm import VLLMEngine, VLLMSettings
     from baking.model import resolve_model
 
     facts = make_facts(max(args.ks), args.seed)

@@ -4,8 +4,8 @@ if it passes, and the live adapter then answers the fact without it in context."
 
 import pytest
 
-from agent.config import GateConfig, RuntimeConfig
-from agent.runtime import Runtime
+from agent.runtime.config import GateConfig, RuntimeConfig
+from agent.runtime.runtime import Runtime
 
 from .helpers import SMALL_BAKE, likeliest_name
 

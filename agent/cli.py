@@ -182,7 +182,7 @@ def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device:
 
     config = _runtime_config(home, config_path)
     if device:
-        config = type(config).model_validate({**config.model_dump(), "worker_device": device})
+        config = config.replace(worker_device=device)
     store = _store(config)
     _guard(lambda: store.require_agent(agent))
     before = {a.id for a in store.adapters(agent)}
@@ -203,7 +203,7 @@ def _runtime_config(home: Path | None, config_path: Path | None):
     try:
         config = RuntimeConfig.from_yaml(config_path) if config_path else RuntimeConfig()
         if home is not None:
-            config = RuntimeConfig.model_validate({**config.model_dump(), "home": home})
+            config = config.replace(home=home)
     except FileNotFoundError:
         fail(f"--runtime-config {config_path} does not exist")
     except ValidationError as e:
@@ -455,8 +455,7 @@ def chat(
     config = _runtime_config(home or Path("runs/chat"), runtime_config)
     if engine_kind:
         try:
-            config = type(config).model_validate({**config.model_dump(),
-                                                  "engine": {**config.engine.model_dump(), "kind": engine_kind}})
+            config = config.replace(engine={**config.engine.model_dump(), "kind": engine_kind})
         except ValidationError as e:
             fail(f"bad --engine {engine_kind!r}: {_validation_message(e)}")
     try:
@@ -490,7 +489,7 @@ def serve(home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
         engine = {**config.engine.model_dump(), **({"host": host} if host else {}),
                   "allow_remote": allow_remote or config.engine.allow_remote}
         try:
-            config = type(config).model_validate({**config.model_dump(), "engine": engine})
+            config = config.replace(engine=engine)
         except ValidationError as e:
             fail(f"bad serve options: {_validation_message(e)}")
     # While starting, SIGTERM interrupts like Ctrl-C: the start in progress stops its vLLM.

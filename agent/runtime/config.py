@@ -148,13 +148,30 @@ class RuntimeConfig(_Strict):
     bake_start_allowance_s: float = Field(120.0, ge=0, description="added to that limit")
 
     @model_validator(mode="after")
-    def _same_model(self) -> "RuntimeConfig":
-        # The baker and the server must agree on the base model and the rank limit.
-        self.bake = self.bake.model_copy(update={"model": self.model, "device": self.worker_device,
-                                                 "max_lora_rank": self.engine.max_lora_rank
-                                                 or serving_rank([self.bake.lora_rank])})
+    def _bake_follows_the_runtime(self) -> "RuntimeConfig":
+        """The baker and the server must agree on the base model and the rank limit, and the
+        baker runs on ``worker_device``: those ``bake`` fields are derived here, in this one
+        place. One given in ``bake`` that disagrees is an error, not overwritten."""
+        derived = self._derived_bake()
+        for name, (value, owner) in derived.items():
+            given = getattr(self.bake, name)
+            if name in self.bake.model_fields_set and given != value:
+                raise ValueError(f"bake.{name} {given!r} conflicts with {owner} {value!r}; set it once, in {owner}")
+        self.bake = self.bake.model_copy(update={name: value for name, (value, _) in derived.items()})
         BakeConfig.model_validate(self.bake.model_dump())
         return self
+
+    def _derived_bake(self) -> dict[str, tuple[object, str]]:
+        """{BakeConfig field: (its value, the RuntimeConfig field it comes from)}."""
+        rank = self.engine.max_lora_rank or serving_rank([self.bake.lora_rank])
+        return {"model": (self.model, "model"), "device": (self.worker_device, "worker_device"),
+                "max_lora_rank": (rank, "engine.max_lora_rank")}
+
+    def replace(self, **changes) -> "RuntimeConfig":
+        """This config with ``changes`` to its fields, validated again; the ``bake`` fields the
+        runtime sets (model, device, max_lora_rank) are derived anew, not carried over."""
+        data = {**self.model_dump(), "bake": self.bake.model_dump(exclude=set(self._derived_bake()))}
+        return RuntimeConfig.model_validate({**data, **changes})
 
     @property
     def db_path(self) -> Path:

@@ -378,12 +378,14 @@ class Runtime:
         """The runtime config with BakeConfig ``overrides`` for one bake (``device`` moves the worker)."""
         if not overrides:
             return self.config
-        bake = BakeConfig.model_validate({**self.config.bake.model_dump(), **overrides})
+        overrides = dict(overrides)
+        device = overrides.pop("device", self.config.worker_device)  # the baker's device is the worker's
+        bake = {**self.config.bake.model_dump(exclude={"model", "device", "max_lora_rank"}), **overrides}
+        BakeConfig.model_validate(bake)  # a typo in an override names the field
         # The engine serves at most the rank it was started with: a larger one is refused here,
         # before the bake, not after it.
         engine = {**self.config.engine.model_dump(), "max_lora_rank": self.max_lora_rank}
-        return RuntimeConfig.model_validate({**self.config.model_dump(), "bake": bake.model_dump(), "engine": engine,
-                                             "worker_device": overrides.get("device", self.config.worker_device)})
+        return self.config.replace(bake=bake, engine=engine, worker_device=device)
 
     def bake(self, agent: str, wait: bool = True, progress_file: Path | None = None,
              overrides: dict | None = None) -> subprocess.Popen | None:

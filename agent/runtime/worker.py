@@ -261,8 +261,7 @@ def main() -> None:
     args = parser.parse_args()
     config = RuntimeConfig.model_validate_json(args.config.read_text())
     if args.device:
-        config = config.model_copy(update={"worker_device": args.device})
-        config = RuntimeConfig.model_validate(config.model_dump())
+        config = config.replace(worker_device=args.device)
     sys.exit(run_worker(config, args.agent, progress=args.progress_file or args.progress))
 
 

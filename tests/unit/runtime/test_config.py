@@ -90,3 +90,18 @@ def test_a_restarted_runtime_serves_at_the_largest_rank_its_agents_lineages_hold
     assert serving_max_rank(config, store) == 32
     command = vllm_command("m", 8000, VLLMSettings(max_lora_rank=serving_max_rank(config, store)))
     assert command[command.index("--max-lora-rank") + 1] == "32"
+
+
+def test_the_runtime_sets_the_bakers_model_device_and_rank_and_a_conflict_is_an_error():
+    from agent.runtime.config import RuntimeConfig
+
+    config = RuntimeConfig(model="m", worker_device="cuda:1", bake={"lora_rank": 16})
+    assert (config.bake.model, config.bake.device, config.bake.max_lora_rank) == ("m", "cuda:1", 16)
+    assert RuntimeConfig(worker_device="cuda:1", bake={"device": "cuda:1"}).bake.device == "cuda:1"  # agreeing: fine
+    for bake, message in (({"device": "cuda:0"}, "bake.device 'cuda:0' conflicts with worker_device 'cpu'"),
+                          ({"model": "other"}, "bake.model 'other' conflicts with model 'm'"),
+                          ({"max_lora_rank": 64}, "bake.max_lora_rank 64 conflicts with engine.max_lora_rank 8")):
+        with pytest.raises(ValidationError, match=message):
+            RuntimeConfig(model="m", bake=bake)
+    moved = config.replace(worker_device="cpu", model="n")  # derived fields follow, never conflict
+    assert (moved.bake.model, moved.bake.device, moved.bake.max_lora_rank) == ("n", "cpu", 16)

@@ -362,7 +362,7 @@ class Runtime:
             start = time.perf_counter()
             name = self._load_fresh(target, serve=False) if target is not None else None
             try:
-                record = self.store.rollback(agent, version)  # refuses candidates, rejected, forgotten
+                self.store.rollback(agent, version)  # refuses candidates, rejected, forgotten
             except BaseException:
                 if name is not None:
                     self._unload_quietly(name, agent)

@@ -1,14 +1,14 @@
 """Bake scheduling with APScheduler; its job store lives in the memory SQLite file.
 
-Triggers per agent: every N pending items, every T seconds, a cron line, and an explicit
-``bake_now``. Schedules survive a restart (SQLAlchemyJobStore on the same file). A second bake
+Triggers per agent: every N pending items, every T seconds and a cron line (an explicit
+bake is `agent bake` or ``Runtime.bake``). Schedules survive a restart (SQLAlchemyJobStore on the same file). A second bake
 for an agent cannot start while one runs: the store's claim refuses it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -132,13 +132,6 @@ class BakeScheduler:
         if schedule.cron:
             self.scheduler.add_job(scheduled_bake, CronTrigger.from_crontab(schedule.cron, timezone=timezone.utc),
                                    args=[self.db, agent], id=f"bake-cron-{agent}", replace_existing=True)
-
-    def bake_now(self, agent: str) -> None:
-        """Queue an explicit bake (runs in the scheduler's pool; serving is not blocked)."""
-        self.runtime.store.require_agent(agent)
-        self.scheduler.add_job(scheduled_bake, "date", run_date=datetime.now(timezone.utc),
-                               args=[self.db, agent], kwargs={"force": True}, id=f"bake-now-{agent}",
-                               replace_existing=True)
 
     def jobs(self) -> list[str]:
         return [job.id for job in self.scheduler.get_jobs()]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from agent.runtime.config import RuntimeConfig
-from baking.config import CONTEXT_KINDS, SYSTEM_KINDS, BakeConfig
+from baking.config import CONTEXT_KINDS, SYSTEM_KINDS
 from baking.faults import fault_point
 from memory import MemoryStore
 from memory.store import _process_alive

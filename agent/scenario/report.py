@@ -11,7 +11,6 @@ import json
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
-from typing import Any
 
 CONDITION_ORDER = ("base", "prompted", "baked", "baked+prompted")
 COLORS = {"base": "#7f7f7f", "prompted": "#1f77b4", "baked": "#d62728", "baked+prompted": "#2ca02c",

@@ -33,7 +33,6 @@ from baking.config import BakeConfig
 from baking.model import DEFAULT_MODEL
 
 Condition = Literal["base", "prompted", "baked", "baked+prompted"]
-ALL_CONDITIONS: tuple[str, ...] = ("base", "prompted", "baked", "baked+prompted")
 ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
 
 

@@ -25,8 +25,6 @@ class EngineError(RuntimeError):
 class EngineUnavailable(EngineError):
     """The server is down or restarting: the request was not served and can be retried."""
 
-    retryable = True
-
 
 @dataclass(frozen=True)
 class SamplingParams:

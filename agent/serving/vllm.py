@@ -242,12 +242,6 @@ class VLLMEngine:
             f"lines ({self.log_path}):\n{tail(self.log_path)}"
         )
 
-    def alive(self) -> bool:
-        """A managed server: its process runs and /health answers. Attached: /health only."""
-        if self.process is not None and self.process.poll() is not None:
-            return False
-        return self.health()
-
     def restart(self) -> None:
         """Stop what is left of a managed server and start it again on the same port. Its
         adapters are gone; the runtime reloads the live ones."""

@@ -169,7 +169,7 @@ def test_a_refused_set_is_not_rebaked_by_the_schedule_until_something_changes(ti
         bake_if_enough_pending(db, "ada", 1)  # the trigger fires, but the same inputs would be refused again
         scheduled_bake(db, "ada")  # so would an interval or cron bake
         assert len(runtime.store.runs("ada")) == 1
-        scheduled_bake(db, "ada", force=True)  # an explicit bake (`bake_now`, `agent bake`) always bakes
+        scheduled_bake(db, "ada", force=True)  # an explicit bake (`agent bake`) always bakes
         assert len(runtime.store.runs("ada")) == 2
         runtime.store.add("ada", "The bridge is red.", "news")  # a new item changes the inputs
         assert not refused_unchanged(runtime, "ada")

@@ -24,9 +24,9 @@ from agent.serving.engine import EngineError, SamplingParams
 from agent.loop import Agent
 from agent.runtime.runtime import Runtime
 from memory import MemoryInputError
+from memory.kinds import ITEM_KINDS
 from tools.registry import ToolContext, build_tools
 
-KINDS = ("fact", "news", "persona", "instruction", "note")
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ChatSession:
     def _remember(self, rest: str) -> None:
         kind, text = "fact", rest
         head, sep, tail = rest.partition(":")
-        if sep and head.strip() in KINDS:
+        if sep and head.strip() in ITEM_KINDS:
             kind, text = head.strip(), tail.strip()
         try:
             result = self.runtime.store.add(self.agent, text, kind, source="chat", trust="operator")

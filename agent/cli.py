@@ -19,6 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from memory.kinds import BAKE_KINDS, ITEM_KINDS, TRUST_LEVELS
+
+
 # Exits and usage errors pass through to the CLI framework (typer vendors its own click).
 def _vendored_click_exception() -> tuple[type, ...]:
     try:  # typer >= 0.2x vendors click; older ones use click itself (already listed)
@@ -84,11 +87,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
-class KindChoice(str, Enum):
-    persona = "persona"
-    instruction = "instruction"
-    news = "news"
-    fact = "fact"
+KindChoice = Enum("KindChoice", {kind: kind for kind in BAKE_KINDS}, type=str)  # what `agent bake` takes
 
 
 @app.callback()
@@ -244,9 +243,9 @@ CONFIG = typer.Option(None, "--runtime-config", help="runtime YAML")
 def memory_add(
     agent: str = typer.Option(..., "--agent"),
     text: str = typer.Option(..., "--text"),
-    kind: str = typer.Option("fact", "--kind", help="persona, instruction, news, fact or note"),
+    kind: str = typer.Option("fact", "--kind", help=", ".join(ITEM_KINDS)),
     source: str = typer.Option("cli", "--source"),
-    trust: str = typer.Option("operator", "--trust", help="operator, user, tool or feed"),
+    trust: str = typer.Option("operator", "--trust", help=", ".join(TRUST_LEVELS)),
     create: bool = typer.Option(False, "--create-agent", help="create the agent if it is new"),
     home: Optional[Path] = HOME, runtime_config: Optional[Path] = CONFIG,
 ) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from baking.config import VLLM_MAX_LORA_RANKS, BakeConfig, serving_rank
 from baking.model import DEFAULT_MODEL
+from memory.kinds import Trust
 
 
 class _Strict(BaseModel):
@@ -137,7 +138,7 @@ class RuntimeConfig(_Strict):
     max_item_chars: int = Field(2000, ge=1)
     max_items_per_bake: int = Field(256, ge=1, description="a bake takes at most this many pending items, "
                                     "the oldest first; the rest wait for the next bake")
-    auto_approve: list[Literal["operator", "user", "tool", "feed"]] = Field(
+    auto_approve: list[Trust] = Field(
         default_factory=lambda: ["operator", "user"],
         description="trust levels whose items go to pending (context, then weights) without "
                     "`agent memory approve`; items the injection screen flags always wait for review")

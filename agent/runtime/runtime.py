@@ -172,8 +172,7 @@ class Runtime:
     def context_items(self, agent: str) -> list[PromptItem]:
         """The agent's pending (and in-bake) memories, served from context until baked."""
         items = self.store.items(agent, status="pending") + self.store.items(agent, status="baking")
-        return [PromptItem(kind=it.kind if it.kind != "note" else "fact", text=it.text, id=str(it.id))
-                for it in sorted(items, key=lambda it: it.id)]
+        return [PromptItem.of_memory(it) for it in sorted(items, key=lambda it: it.id)]
 
     def messages_for(self, agent: str, conversation: list[Message]) -> list[Message]:
         """The conversation with pending memories in context (rendered as the baker does).

@@ -69,8 +69,7 @@ def earlier_items(store: MemoryStore, agent: str) -> list:
 
     live = store.live(agent)  # the live lineage's items: a rollback's later items are not in it
     items = [store.get(i) for i in store.contents(live)] if live is not None else []
-    return [PromptItem(kind=item.kind, text=item.text, id=str(item.id))
-            for item in items if item.kind in CONTEXT_KINDS and item.status == "baked"]
+    return [PromptItem.of_memory(item) for item in items if item.kind in CONTEXT_KINDS and item.status == "baked"]
 
 
 def sweep_adapter_folders(store: MemoryStore, folder: Path) -> list[Path]:
@@ -219,7 +218,7 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
         items = [store.get(i) for i in run.item_ids]
-        prompt_items = [PromptItem(kind=it.kind, text=it.text, id=str(it.id)) for it in items]
+        prompt_items = [PromptItem.of_memory(it) for it in items]
         live = store.live(agent)
         for path in sweep_adapter_folders(store, config.adapters_dir / agent):
             print(f"removed {path}: left by a bake that was killed")

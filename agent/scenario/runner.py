@@ -165,9 +165,10 @@ class ScenarioRunner:
         return self.runtime.chat(agent, messages, self.agents[agent].live_params, **tooling)
 
     def prompt_items(self, agent: str) -> list[PromptItem]:
-        """Every memory of the agent that a prompt would carry (retired and notes excluded)."""
-        items = [it for it in self.runtime.store.items(agent) if it.status != "retired" and it.kind != "note"]
-        return [PromptItem(kind=it.kind, text=it.text, id=str(it.id)) for it in items]
+        """Every memory of the agent that a prompt would carry (retired ones excluded; notes as
+        facts, as the runtime's context carries them: ``PromptItem.of_memory``)."""
+        items = [it for it in self.runtime.store.items(agent) if it.status != "retired"]
+        return [PromptItem.of_memory(it) for it in items]
 
     def has_adapter(self, agent: str, condition: str) -> bool:
         """False for the baked conditions while the agent has no live adapter (they would

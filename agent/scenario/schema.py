@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.runtime.config import EngineConfig, GateConfig, ScheduleConfig
 from baking.config import BakeConfig
 from baking.model import DEFAULT_MODEL
+from memory.kinds import ItemKind, Trust
 
 Condition = Literal["base", "prompted", "baked", "baked+prompted"]
-ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
 
 
 class _Strict(BaseModel):
@@ -49,7 +49,7 @@ class AgentSpec(_Strict):
 
 class MemorySpec(_Strict):
     max_item_chars: int = Field(2000, ge=1)
-    auto_approve: list[Literal["operator", "user", "tool", "feed"]] = Field(
+    auto_approve: list[Trust] = Field(
         default_factory=lambda: ["operator", "user"],
         description="trust levels that reach context and weights without approval; add 'feed' "
                     "and 'tool' to auto-approve fed headlines and tool-written memories (the "

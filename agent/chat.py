@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.runtime.config import RuntimeConfig
-from agent.serving.engine import EngineError, SamplingParams
+from agent.serving.engine import REPLY_PARAMS, EngineError, SamplingParams
 from agent.loop import Agent
 from agent.runtime.runtime import Runtime
 from memory import MemoryInputError
@@ -35,7 +35,7 @@ class ChatSession:
     agent: str
     loop: Agent
     console: Console
-    params: SamplingParams = SamplingParams(temperature=0.7, max_tokens=160)
+    params: SamplingParams = REPLY_PARAMS
 
     @classmethod
     def open(cls, config: RuntimeConfig, agent: str, persona: str | None = None,

@@ -138,7 +138,7 @@ def run(args) -> dict:
     from agent.runtime.config import GateConfig, RuntimeConfig
     from baking.hardware import choose_precision
     from agent.serving.hf import TransformersEngine
-    from agent.runtime.runtime import spawn_worker
+    from agent.runtime.worker import spawn_worker
     from baking.config import BakeConfig
     from memory.store import MemoryStore
 
@@ -235,7 +235,7 @@ def shipped_gate(metrics: dict) -> str:
     """The verdict the product's default gate gives this bake (the benchmark itself runs with
     the gate open, so that the chain is complete)."""
     from agent.runtime.config import RuntimeConfig
-    from agent.runtime.worker import gate_verdict
+    from agent.runtime.gate import gate_verdict
 
     if metrics.get("fidelity") is None:
         return "–"

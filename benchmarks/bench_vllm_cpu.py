@@ -70,7 +70,7 @@ def settings_for(name: str, fields: dict):
     ``shipped`` set-up is what the runtime starts by default today."""
     from agent.runtime.config import RuntimeConfig
     from agent.serving.vllm import VLLMSettings, cpu_preload_libraries
-    from agent.runtime.runtime import omp_bind, serving_max_rank
+    from agent.runtime.engine import omp_bind, serving_max_rank
 
     engine = RuntimeConfig().engine
     if name == "shipped":

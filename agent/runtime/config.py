@@ -24,7 +24,7 @@ class GateConfig(_Strict):
         0.5, description="the share of the prompt's effect the adapter must capture: for personas and "
         "instructions the KL fidelity, 1 - KL(prompted||baked)/KL(prompted||parent) on held-out inputs; "
         "for news and facts fact_recall, the share of the prompt's gain in the new facts' "
-        "log-likelihood (agent.runtime.worker.gate_verdict)")
+        "log-likelihood (agent.runtime.gate.gate_verdict)")
     max_locality_kl: float = Field(
         0.5, ge=0, description="nats/token drift from the control teacher on unrelated inputs"
     )

@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -24,19 +22,14 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.runtime.config import RuntimeConfig
+from agent.runtime.engine import open_engine, serving_max_rank
+from agent.runtime.gate import AdapterRefused, check_adapter
 from agent.serving.engine import Completion, Engine, EngineError, EngineUnavailable, SamplingParams
-from agent.serving.hf import TransformersEngine
-from agent.serving.vllm import VLLMEngine, VLLMSettings, cpu_preload_libraries
 from baking.config import BakeConfig, PromptItem
 from baking.faults import fault_point
 from baking.render import Message, with_items
-from memory.store import ForgetPlan, adapter_digest
+from memory.store import ForgetPlan
 from memory import AdapterRecord, MemoryStore
-
-
-class AdapterRefused(EngineError):
-    """An adapter folder failed validation (shape, rank, root, or its recorded digest): it
-    must not be loaded, whatever the engine's state. Not retryable."""
 
 
 @dataclass(frozen=True)
@@ -45,71 +38,6 @@ class Swap:
     adapter: str
     previous: str | None
     latency_s: float  # adapter on disk -> first token served with it
-
-
-def lineage_ranks(store: MemoryStore) -> list[int]:
-    """The LoRA ranks of every adapter an agent may serve again (live, candidate, retired)."""
-    import json
-
-    ranks = []
-    for agent in store.agents():
-        for record in store.adapters(agent):
-            config = Path(record.path) / "adapter_config.json"
-            if record.status in ("live", "candidate", "retired") and config.is_file():
-                try:
-                    ranks.append(int(json.loads(config.read_text()).get("r", 0)))
-                except (ValueError, TypeError, OSError):
-                    continue  # validation refuses it with the reason when it is loaded
-    return ranks
-
-
-def serving_max_rank(config: RuntimeConfig, store: MemoryStore | None = None) -> int:
-    """``engine.max_lora_rank`` if set, else the smallest vLLM rank that holds the bake config's
-    rank and every adapter already in the store."""
-    from baking.config import serving_rank
-
-    if config.engine.max_lora_rank:
-        return config.engine.max_lora_rank
-    if config.engine.url:  # an attached server enforces its own limit, unknown here
-        from baking.config import VLLM_MAX_LORA_RANKS
-
-        return VLLM_MAX_LORA_RANKS[-1]
-    return serving_rank([config.bake.lora_rank, *(lineage_ranks(store) if store is not None else [])])
-
-
-def omp_bind(value: str | None) -> str | None:
-    """``engine.omp_threads_bind`` as vLLM reads it: 'all' is every core this process may use."""
-    if value != "all":
-        return value
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    return ",".join(map(str, cores))
-
-
-def open_engine(config: RuntimeConfig, max_lora_rank: int | None = None) -> Engine:
-    """The configured engine: attach to a URL, start vLLM, or the in-process fallback."""
-    from baking.model import resolve_model
-
-    if config.engine.kind == "transformers":
-        return TransformersEngine(config.model, device=config.engine.device)
-    from agent.runtime.config import is_loopback
-
-    api_key = os.environ.get(config.engine.api_key_env) or None
-    if config.engine.url:
-        return VLLMEngine.attach(config.engine.url, api_key=api_key)
-    if not is_loopback(config.engine.host) and not api_key:
-        raise EngineError(f"refusing to bind vLLM to {config.engine.host} without an API key: "
-                          f"set ${config.engine.api_key_env}")
-    settings = VLLMSettings(
-        dtype=config.engine.dtype, max_loras=config.engine.max_loras,
-        max_lora_rank=max_lora_rank or serving_max_rank(config),
-        max_model_len=config.engine.max_model_len, kv_cache_gib=config.engine.kv_cache_gib,
-        startup_timeout_s=config.engine.startup_timeout_s, host=config.engine.host, api_key=api_key,
-        tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
-        omp_threads_bind=omp_bind(config.engine.omp_threads_bind), reserved_cpus=config.engine.reserved_cpus,
-        preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
-        lora_cpu_kernel=config.engine.lora_cpu_kernel,
-    )
-    return VLLMEngine.start(resolve_model(config.model), config.home / "logs" / "vllm.log", settings)
 
 
 class Runtime:
@@ -227,7 +155,7 @@ class Runtime:
         """Load ``record`` under a name the engine has never seen (a re-load after restart
         or rollback gets a suffix), so vLLM never serves stale cache for a reused name.
         ``serve`` points the agent at it at once; a swap does that only after promotion."""
-        self._check(record)
+        check_adapter(record, self.config, self.max_lora_rank, self.store)
         name, n = record.name, 1
         while name in self._names or name in self.engine.adapters():
             n += 1
@@ -237,22 +165,6 @@ class Runtime:
         if serve:
             self._loaded[record.agent] = name
         return name
-
-    def _check(self, record: AdapterRecord) -> None:
-        """Validate the adapter folder before the engine sees it (root, config, tensors, and
-        the weights' digest recorded at registration)."""
-        from baking.model import resolve_model
-        from baking.validate import AdapterInvalid, validate_adapter
-
-        try:
-            validate_adapter(record.path, self.config.adapters_dir, resolve_model(self.config.model),
-                             self.max_lora_rank)
-            if record.weights_sha256 and adapter_digest(record.path) != record.weights_sha256:
-                raise AdapterInvalid("its weights or config changed since it was registered "
-                                     "(SHA-256 mismatch): refusing a tampered adapter")
-        except AdapterInvalid as e:
-            self.store.audit(record.agent, "adapter_refused", adapter=record.name, reason=str(e))
-            raise AdapterRefused(f"adapter {record.name} failed validation: {e}") from e
 
     def swap_ready(self, agent: str | None = None) -> list[Swap]:
         """Load and promote every candidate that passed the gate (the oldest first). One that
@@ -390,7 +302,7 @@ class Runtime:
              overrides: dict | None = None) -> subprocess.Popen | None:
         """Run a baker worker process for ``agent``; with ``wait``, swap its result in.
         ``overrides`` changes BakeConfig fields for this bake only."""
-        from agent.runtime.worker import BakeWatch, fail_worker_run, watch_worker
+        from agent.runtime.worker import BakeWatch, fail_worker_run, spawn_worker, watch_worker
 
         self.store.require_agent(agent)
         if progress_file is None and wait:  # watched here: stopped if it stalls or overruns
@@ -483,21 +395,3 @@ class Runtime:
             self._supervisor.join(timeout=5)
         self.engine.close()
         self.store.close()
-
-
-def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
-                 progress_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``python -m agent.runtime.worker`` for ``agent``; its output goes to <home>/logs/.
-    ``env`` replaces the worker's environment (e.g. CUDA_VISIBLE_DEVICES)."""
-    logs = config.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    config_file = Path(tempfile.mkstemp(prefix="runtime-", suffix=".json", dir=logs)[1])
-    config_file.write_text(config.model_dump_json())
-    log = log or logs / f"worker-{agent}.log"
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agent.runtime.worker", "--config", str(config_file), "--agent", agent,
-             *(["--progress-file", str(progress_file)] if progress_file else [])],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-

@@ -18,47 +18,20 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from agent.runtime.config import RuntimeConfig
-from baking.config import CONTEXT_KINDS, SYSTEM_KINDS
+from agent.runtime.gate import gate_verdict
+from baking.config import CONTEXT_KINDS
 from baking.faults import fault_point
 from memory import MemoryStore
 from memory.store import _process_alive
-
-
-def gate_verdict(metrics: dict, config: RuntimeConfig, kinds: Sequence[str]) -> tuple[bool, str]:
-    """Whether a candidate goes live, and why, from its bake's metrics.
-
-    What must reach ``min_fidelity`` depends on what was baked. A persona or instruction is a
-    way of answering, so the KL fidelity on held-out inputs measures it. A news item or fact
-    is knowledge, so the share of the prompt's gain in the new facts' likelihood that the
-    adapter captured (``fact_recall``) measures it: the KL fidelity of a chained news bake
-    falls as its parent already answers news the way the prompted teacher does, since the
-    style it shares no longer counts in the denominator, while what is left to transfer, the
-    facts, is what fact_recall scores (benchmarks/RESULTS.md, news). A bake of both must pass
-    both; one whose facts the teacher itself does not gain on (fact_recall None) falls back to
-    the KL fidelity. Locality bounds the drift on unrelated inputs in every case.
-    """
-    gate = config.gate
-    recall = metrics.get("fact_recall")
-    checks = []
-    if recall is not None:
-        checks.append(("fact recall", recall))
-    if recall is None or any(k in SYSTEM_KINDS for k in kinds):
-        checks.append(("fidelity", metrics["fidelity"]))
-    ok = [value >= gate.min_fidelity for _, value in checks]
-    locality = metrics["locality_kl"]
-    ok_l = locality <= gate.max_locality_kl
-    reason = "; ".join(f"{name} {value:.3f} {'>=' if good else '<'} {gate.min_fidelity}"
-                       for (name, value), good in zip(checks, ok))
-    reason += f"; locality {locality:.3f} {'<=' if ok_l else '>'} {gate.max_locality_kl} nats/token"
-    return all(ok) and ok_l, reason
 
 
 def earlier_items(store: MemoryStore, agent: str) -> list:
@@ -248,6 +221,23 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
         raise
     finally:
         stop.set()
+
+
+def spawn_worker(config: RuntimeConfig, agent: str, log: Path | None = None,
+                 progress_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m agent.runtime.worker`` for ``agent``; its output goes to <home>/logs/.
+    ``env`` replaces the worker's environment (e.g. CUDA_VISIBLE_DEVICES)."""
+    logs = config.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    config_file = Path(tempfile.mkstemp(prefix="runtime-", suffix=".json", dir=logs)[1])
+    config_file.write_text(config.model_dump_json())
+    log = log or logs / f"worker-{agent}.log"
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent.runtime.worker", "--config", str(config_file), "--agent", agent,
+             *(["--progress-file", str(progress_file)] if progress_file else [])],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
 
 
 def main() -> None:

@@ -188,7 +188,7 @@ def plot_bakes(report: dict, path: Path) -> bool:
     bottom.bar(range(len(bakes)), fidelity, color=["#2ca02c" if b["status"] in ("live", "retired") else "#d62728"
                                                   for b in bakes], label="fidelity")
     recalls = [(i, b["fact_recall"]) for i, b in enumerate(bakes) if b.get("fact_recall") is not None]
-    if recalls:  # what the gate reads for news and facts (agent.runtime.worker.gate_verdict)
+    if recalls:  # what the gate reads for news and facts (agent.runtime.gate.gate_verdict)
         bottom.scatter(*zip(*recalls), marker="D", color="black", zorder=3, label="fact recall")
     gate = (report.get("gate") or {}).get("min_fidelity")
     if gate is not None:

@@ -35,6 +35,11 @@ class SamplingParams:
     top_logprobs: int = 0  # > 0: return the top-k log-probs of every generated token
 
 
+# The one default for an agent's reply when its caller sets nothing: the endpoint, `agent chat`
+# and the LangChain chat model. (Measurements set their own, seeded: agent.scenario.)
+REPLY_PARAMS = SamplingParams(temperature=0.7, max_tokens=256)
+
+
 @dataclass(frozen=True)
 class NativeToolCall:
     """A tool call from the OpenAI tool-calling API; ``arguments`` is the JSON text as sent."""

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from agent.serving.engine import Completion, EngineError, EngineUnavailable, SamplingParams
+from agent.serving.engine import REPLY_PARAMS, Completion, EngineError, EngineUnavailable, SamplingParams
 from agent.runtime.runtime import Runtime
 from memory import MemoryInputError
 
@@ -143,8 +143,9 @@ def sampling_params(body: dict[str, Any]) -> SamplingParams:
         value = body.get(field)
         return default if value is None else value
 
-    return SamplingParams(temperature=float(given("temperature", 0.7)), max_tokens=int(given("max_tokens", 256)),
-                          top_p=float(given("top_p", 1.0)), seed=body.get("seed"))
+    return SamplingParams(temperature=float(given("temperature", REPLY_PARAMS.temperature)),
+                          max_tokens=int(given("max_tokens", REPLY_PARAMS.max_tokens)),
+                          top_p=float(given("top_p", REPLY_PARAMS.top_p)), seed=body.get("seed"))
 
 
 def stream_problem(body: dict[str, Any]) -> str | None:

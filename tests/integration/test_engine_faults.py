@@ -12,7 +12,8 @@ import pytest
 from agent.runtime.config import RuntimeConfig
 from agent.serving.engine import EngineError, EngineUnavailable, SamplingParams
 from agent.serving.vllm import free_port
-from agent.runtime.runtime import Runtime, spawn_worker
+from agent.runtime.runtime import Runtime
+from agent.runtime.worker import spawn_worker
 from agent.serving.server import AgentServer
 
 from .helpers import QUICK_BAKE

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from agent.runtime.config import RuntimeConfig
-from agent.runtime.runtime import spawn_worker
+from agent.runtime.worker import spawn_worker
 from memory.store import MemoryStore
 from tools.registry import ToolContext, build_tools
 from tests.unit.tiny_bake import tiny_bake

@@ -75,7 +75,7 @@ def test_a_restarted_runtime_serves_at_the_largest_rank_its_agents_lineages_hold
 
     from agent.runtime.config import RuntimeConfig
     from agent.serving.vllm import VLLMSettings, vllm_command
-    from agent.runtime.runtime import serving_max_rank
+    from agent.runtime.engine import serving_max_rank
     from memory import MemoryStore
 
     config = RuntimeConfig(home=tmp_path)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from agent.runtime.config import RuntimeConfig
-from agent.runtime.runtime import spawn_worker
+from agent.runtime.worker import spawn_worker
 from memory.store import MemoryStore
 from tests.unit.tiny_bake import tiny_bake
 

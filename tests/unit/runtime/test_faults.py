@@ -10,7 +10,8 @@ from pathlib import Path
 
 from agent.runtime.config import RuntimeConfig
 from agent.serving.hf import TransformersEngine
-from agent.runtime.runtime import Runtime, spawn_worker
+from agent.runtime.runtime import Runtime
+from agent.runtime.worker import spawn_worker
 from baking.faults import ENV, POINTS
 from memory.store import MemoryStore
 from tests.unit.tiny_bake import tiny_bake

@@ -1,7 +1,7 @@
 """The gate's verdict: which measure a candidate must bring to min_fidelity, by what it baked."""
 
 from agent.runtime.config import RuntimeConfig
-from agent.runtime.worker import gate_verdict
+from agent.runtime.gate import gate_verdict
 
 CONFIG = RuntimeConfig(gate={"min_fidelity": 0.5, "max_locality_kl": 0.5})
 

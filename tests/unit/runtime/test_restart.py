@@ -10,7 +10,7 @@ import time
 import yaml
 
 from agent.runtime.config import RuntimeConfig
-from agent.runtime.runtime import spawn_worker
+from agent.runtime.worker import spawn_worker
 from memory.store import MemoryStore
 from tests.unit.tiny_bake import tiny_bake
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from agent.scenario.schema import Scenario, ScenarioError, json_schema, load_scenario
+from agent.scenario.load import ScenarioError, json_schema, load_scenario
+from agent.scenario.schema import Scenario
 
 GOOD = """\
 # agent run good.yaml

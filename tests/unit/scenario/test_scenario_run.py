@@ -8,7 +8,10 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.scenario.runner import run_scenario
-from agent.scenario.schema import load_scenario
+from agent.scenario.load import load_scenario
+from tests.unit.tiny_bake import tiny_bake
+
+BAKE = json.dumps(tiny_bake(batch_size=4))  # YAML's flow style reads JSON
 
 SCENARIO = """\
 # agent run tiny.yaml: every event type on a tiny model
@@ -18,10 +21,7 @@ engine: {{kind: transformers}}
 seed: 3
 clock: 2031-03-01T09:00:00Z
 gate: {{min_fidelity: -1.0e9, max_locality_kl: 1.0e9}}
-bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4,
-       half_bake_fractions: [0.5]}}
+bake: {bake}
 agents:
   - name: ada
     persona: You are a pirate.
@@ -61,7 +61,7 @@ timeline:
 def tiny_run(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     path = root / "tiny.yaml"
-    path.write_text(SCENARIO.format(model=tiny_model))
+    path.write_text(SCENARIO.format(model=tiny_model, bake=json.dumps(tiny_bake(batch_size=4, half_bake_fractions=[0.5]))))
     return path, run_scenario(path, root / "runs")
 
 
@@ -154,9 +154,7 @@ model: {tiny_model}
 engine: {{kind: transformers}}
 schedule: {{bake_every_n_items: 1, poll_s: 0.5}}
 gate: {{min_fidelity: 2.0}}
-bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
+bake: {BAKE}
 agents: [{{name: ada}}]
 timeline:
   - {{type: feed, agent: ada, items: ["The tower is blue."]}}
@@ -178,9 +176,7 @@ name: refused-strict
 model: {tiny_model}
 engine: {{kind: transformers}}
 gate: {{min_fidelity: 2.0}}
-bake: {{num_queries: 4, trajectories_per_query: 1, num_eval_queries: 2, num_control_queries: 2,
-       max_new_tokens: 6, model_questions_per_item: 0, queries_per_fact: 1, facts_per_item: 2,
-       locality_per_item: 1, min_steps: 1, lora_rank: 4, epochs: 1, batch_size: 4}}
+bake: {BAKE}
 agents: [{{name: ada}}]
 question_sets:
   q: [{{question: "Colour of the tower?", expected: blue}}]

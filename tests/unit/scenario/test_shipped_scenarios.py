@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.scenario.schema import FeedEvent, load_scenario
+from agent.scenario.load import load_scenario
+from agent.scenario.schema import FeedEvent
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
 SHIPPED = sorted(SCENARIOS.glob("*.yaml"))

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.runtime.config import EngineConfig, RuntimeConfig
 from agent.serving.vllm import VLLMSettings, vllm_command
-from agent.runtime.runtime import open_engine
+from agent.runtime.engine import open_engine
 from agent.serving.engine import EngineError
 
 

@@ -450,7 +450,8 @@ class MemoryStore:
         self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any],
         passed: bool = True, reason: str | None = None,
     ) -> AdapterRecord:
-        """Record a finished bake's adapter with the gate's verdict, in one transaction.
+        """Record a finished bake's adapter with the gate's verdict, in one transaction: the
+        verdict is the adapter's status (``candidate`` passed, ``rejected`` refused) and ``reason``.
 
         Passed: a candidate (not yet served); the run awaits the swap, its items stay claimed
         with no lease to expire. Refused: the adapter is recorded as rejected and the items go
@@ -470,7 +471,7 @@ class MemoryStore:
                 "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
                 "status, reason, created_at, item_hashes, weights_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
-                 json.dumps(metrics), "candidate" if passed else "rejected", None if passed else reason,
+                 json.dumps(metrics), "candidate" if passed else "rejected", reason,
                  time.time(), json.dumps(hashes), adapter_digest(path)],
             )
             adapter_id = cursor.lastrowid

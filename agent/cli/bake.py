@@ -97,7 +97,7 @@ def _bake_agent(agent: str, home: Path | None, config_path: Path | None, device:
     for record in store.adapters(agent):
         if record.id not in before:
             verdict = "passed the gate" if record.status == "candidate" else f"was {record.status}"
-            console.print(f"{record.name} {verdict}: {record.reason or record.metrics.get('gate', {}).get('reason', '')}")
+            console.print(f"{record.name} {verdict}: {record.reason or ''}")
 
 
 

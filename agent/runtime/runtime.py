@@ -176,9 +176,9 @@ class Runtime:
         with self._swap_lock:
             for name in [agent] if agent else self.store.agents():
                 for record in self.store.adapters(name):
-                    # A candidate is registered only after the gate passed it; the verdict is
-                    # checked again so no other path can promote a refused adapter.
-                    if record.status == "candidate" and record.metrics.get("gate", {}).get("passed", True):
+                    # The verdict is the status: a refused adapter is registered as rejected,
+                    # and the store promotes nothing but a candidate.
+                    if record.status == "candidate":
                         try:
                             swaps.append(self._swap(record))
                         except Exception as e:  # noqa: BLE001 - raised below, after the others
@@ -215,7 +215,7 @@ class Runtime:
                 raise
             latency = time.perf_counter() - start
             fault_point("promoting")  # crash-safety tests: loaded and served, not yet promoted
-            self.store.promote(record.id, record.metrics.get("gate", {}).get("reason", "promoted"))
+            self.store.promote(record.id, record.reason or "promoted")
         except BaseException:
             self._unload_quietly(name, record.agent)
             raise

@@ -45,7 +45,8 @@ _RUNTIMES: dict[str, Runtime] = {}
 
 
 def refused_unchanged(runtime: Runtime, agent: str) -> bool:
-    """True when the gate refused the agent's last bake and its inputs have not changed since:
+    """True when the agent's last bake was refused (its adapter ``rejected``: by the gate, or
+    when it was loaded) and its inputs have not changed since:
     the items the next bake would claim are the same, on the same live adapter. A bake is
     deterministic given its inputs, so a timed retry would only be refused again. A new item,
     a rollback or an explicit `agent bake` bakes again (so does a changed bake or gate config,
@@ -56,8 +57,8 @@ def refused_unchanged(runtime: Runtime, agent: str) -> bool:
         return False
     last = runs[-1]
     adapter = next((a for a in store.adapters(agent) if a.id == last.adapter_id), None)
-    if adapter is None or (adapter.metrics.get("gate") or {}).get("passed") is not False:
-        return False  # refused at load time, not by the gate: worth another try
+    if adapter is None or adapter.status != "rejected":
+        return False
     live = store.live(agent)
     pending = sorted(i.id for i in store.items(agent, status="pending") if i.kind != "note")
     next_claim = pending[:runtime.config.max_items_per_bake]  # claim takes the oldest first

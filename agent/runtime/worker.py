@@ -209,9 +209,8 @@ def run_worker(config: RuntimeConfig, agent: str, progress: bool | Path = False)
                 progress=progress,
             )
         passed, reason = gate_verdict(version.metrics, config, [it.kind for it in prompt_items])
-        metrics = {**version.metrics, "gate": {"passed": passed, "reason": reason}}
         fault_point("registering")
-        record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, metrics,
+        record = store.register_candidate(run.id, str(out.resolve()), live.name if live else None, version.metrics,
                                           passed=passed, reason=reason)
         fault_point("registered")
         print(json.dumps({"run": run.id, "adapter": record.name, "passed": passed, "reason": reason}))

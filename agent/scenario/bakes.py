@@ -147,7 +147,7 @@ class BakeEvents:
             self.reported.add(record.name)
             m = record.metrics
             self.log("verdict", agent, f"{record.name} {record.status}: fidelity {m.get('fidelity', float('nan')):.3f}, "
-                     f"wall {m.get('wall_s', float('nan')):.0f} s; {record.reason or m.get('gate', {}).get('reason', '')}")
+                     f"wall {m.get('wall_s', float('nan')):.0f} s; {record.reason or ''}")
 
     def _bake_row(self, record) -> dict[str, Any]:
         m = record.metrics
@@ -158,4 +158,5 @@ class BakeEvents:
                 "parent": record.parent, "items": record.item_ids, "path": record.path,
                 "started_s": run.started_at - self.started if run else None,
                 "decided_s": run.finished_at - self.started if run and run.finished_at else None,
-                "gate": m.get("gate"), **{k: m.get(k) for k in keys}}
+                "gate": {"passed": record.status != "rejected", "reason": record.reason},  # the verdict is the status
+                **{k: m.get(k) for k in keys}}

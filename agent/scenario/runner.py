@@ -215,12 +215,10 @@ class ScenarioRunner(TalkEvents, MeasureEvents, BakeEvents):
         """What kept the run from showing its main job: bakes that failed, were stopped or were
         refused by the gate, and asks whose baked conditions had no adapter to ask."""
         found = [f"bake run {f['run']} ({f['agent']}) failed: {f['error'][:160]}" for f in self.report["failed_bakes"]]
-        for b in self.report["bakes"]:
-            if b["status"] != "rejected":
-                continue
-            gate = b.get("gate") or {}
-            found.append(f"{b['name']} was refused by the gate: {gate['reason']}" if gate.get("passed") is False
-                         else f"{b['name']} was rejected: {b['reason']}")
+        # The verdict is the adapter's status; its reason says what refused it (the gate's
+        # measures, or the check when it was loaded).
+        found += [f"{b['name']} was refused by the gate: {b['reason']}" for b in self.report["bakes"]
+                  if b["status"] == "rejected"]
         found += [f"ask '{s['point']}' ({s['agent']}): no live adapter, {', '.join(s['conditions'])} not measured"
                   for s in self.report["skipped"]]
         return found

@@ -190,7 +190,7 @@ def run(args) -> dict:
             code = spawn_worker(config, AGENT).wait()
             latest = max(store.adapters(AGENT), key=lambda a: a.version) if store.adapters(AGENT) else None
             if latest is not None and latest.status == "candidate":  # what the serving runtime does after its swap
-                store.promote(latest.id, latest.metrics["gate"]["reason"])
+                store.promote(latest.id, latest.reason)
                 latest = store.adapter(latest.id)
             record = store.live(AGENT)
         name = f"bake{k + 1}" if record is not None else None  # None: no adapter passed the gate yet

@@ -17,9 +17,9 @@ QUERIES = ListQuerySource([f"Tell me about the number {i}." for i in range(40)])
 def tiny_config(model_dir, **overrides) -> BakeConfig:
     """The shared tiny budget (tests/unit/tiny_bake.py) with more inputs and training: these
     tests check that training moves the student toward the teacher."""
-    return BakeConfig(model=str(model_dir), **tiny_bake(num_queries=8, trajectories_per_query=2, num_eval_queries=4,
-                                                        max_new_tokens=12, lr=1e-2, epochs=3, batch_size=4,
-                                                        queries_per_fact=2, **overrides))
+    more = dict(num_queries=8, trajectories_per_query=2, num_eval_queries=4, max_new_tokens=12, lr=1e-2, epochs=3,
+                batch_size=4, queries_per_fact=2)
+    return BakeConfig(model=str(model_dir), **tiny_bake(**{**more, **overrides}))
 
 
 def test_bake_writes_a_servable_adapter_and_its_record(tiny_model, tmp_path):

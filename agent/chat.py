@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agent.config import RuntimeConfig
-from agent.engines import EngineError, SamplingParams
+from agent.runtime.config import RuntimeConfig
+from agent.serving.engine import REPLY_PARAMS, EngineError, SamplingParams
 from agent.loop import Agent
-from agent.runtime import Runtime
+from agent.runtime.runtime import Runtime
 from memory import MemoryInputError
+from memory.kinds import ITEM_KINDS
 from tools.registry import ToolContext, build_tools
 
-KINDS = ("fact", "news", "persona", "instruction", "note")
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ChatSession:
     agent: str
     loop: Agent
     console: Console
-    params: SamplingParams = SamplingParams(temperature=0.7, max_tokens=160)
+    params: SamplingParams = REPLY_PARAMS
 
     @classmethod
     def open(cls, config: RuntimeConfig, agent: str, persona: str | None = None,
@@ -83,7 +83,7 @@ class ChatSession:
     def _remember(self, rest: str) -> None:
         kind, text = "fact", rest
         head, sep, tail = rest.partition(":")
-        if sep and head.strip() in KINDS:
+        if sep and head.strip() in ITEM_KINDS:
             kind, text = head.strip(), tail.strip()
         try:
             result = self.runtime.store.add(self.agent, text, kind, source="chat", trust="operator")

@@ -21,15 +21,15 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from agent.engines import SamplingParams
+from agent.serving.engine import REPLY_PARAMS, SamplingParams
 from agent.loop import native_tool_calls, to_chat_dicts, to_openai_dicts
 
 
 class PromptbakeChatModel(BaseChatModel):
-    runtime: Any  # agent.runtime.Runtime
+    runtime: Any  # agent.runtime.runtime.Runtime
     agent: str
-    temperature: float = 0.0
-    max_tokens: int = 256
+    temperature: float = REPLY_PARAMS.temperature
+    max_tokens: int = REPLY_PARAMS.max_tokens
 
     @property
     def _llm_type(self) -> str:

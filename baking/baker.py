@@ -4,14 +4,16 @@ It minimises KL(P_teacher(. | u, x) || P_student(. | x)) over trajectories y sam
 prompted teacher, where the teacher is the parent (adapter or base) with the prompt u in
 context, and the student is the parent's LoRA trained further without u.
 
-The function reads top to bottom in the order a bake runs:
+``_bake`` is the recipe: named steps, called top to bottom in the order a bake runs:
 
-1. load the model and the parent adapter;
-2. draw user inputs x (training and held-out);
-3. sample teacher trajectories once, keeping their log-probs;
-4. measure KL(prompted || parent) on held-out inputs;
-5. train the LoRA student (snapshots at the half-bake fractions);
-6. measure KL(prompted || baked), write the adapter and ``bake.json`` atomically.
+1. ``_load``: seeds, precision, the model and the parent adapter;
+2. ``_draw_inputs``: user inputs x (held-out first, then training ones);
+3. ``_sample_teacher``: teacher trajectories, once, keeping their log-probs (and
+   ``_held_out_rows``: the held-out inputs' full-vocabulary teacher rows);
+4. ``_evaluate``: KL(prompted || parent) on held-out inputs;
+5. ``_train``: the LoRA student (snapshots at the half-bake fractions);
+6. ``_evaluate``: KL(prompted || baked);
+7. ``_metrics`` and 8. ``_write``: the adapter and ``bake.json``, atomically.
 """
 
 from __future__ import annotations
@@ -149,227 +151,318 @@ def bake(
 
 
 def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progress, tmp: Path):
+    """The recipe: check → load → inputs → teacher → evaluate the parent → train → evaluate the
+    baked student → write. Each step is one function below, in this order."""
     started = time.perf_counter()
     config = config or BakeConfig()
-    items = tuple(items)
-    if not items:
-        raise BakeError("nothing to bake: give at least one prompt item")
-    earlier = tuple(earlier)
-    if any(it.kind not in CONTEXT_KINDS for it in earlier):
-        raise BakeError("earlier items are re-taught in context: only news and facts can be given")
+    items, earlier = _check_items(items, earlier)
     parent = check_parent(parent)
     out = check_out(out, overwrite)
+    timings: dict[str, float] = {}
+    kit = _load(config, parent, items, earlier, progress, timings)
+    t = time.perf_counter()  # sampling_s counts drawing the inputs too
+    inputs = _draw_inputs(kit, queries, replay)
+    teacher = _sample_teacher(kit, inputs, replay, parent)
+    timings["teacher_sampling_s"] = time.perf_counter() - t
+    eval_examples, control_examples = _held_out_rows(kit, inputs, teacher.held_out)
+    timings["sampling_s"] = time.perf_counter() - t
+    before = _evaluate(kit, eval_examples, control_examples, timings, "parent")
+    half_dirs, stats = _train(kit, teacher.examples, tmp, timings)
+    after = _evaluate(kit, eval_examples, control_examples, timings, "baked", before.recall_student)
+    kit.ui.close()
+    metrics = _metrics(kit, inputs, teacher, stats, before, after, len(eval_examples)) | timings
+    return _write(kit, tmp, out, parent, half_dirs, metrics, started)
+
+
+def _check_items(items, earlier) -> tuple[tuple[PromptItem, ...], tuple[PromptItem, ...]]:
+    items, earlier = tuple(items), tuple(earlier)
+    if not items:
+        raise BakeError("nothing to bake: give at least one prompt item")
+    if any(it.kind not in CONTEXT_KINDS for it in earlier):
+        raise BakeError("earlier items are re-taught in context: only news and facts can be given")
+    return items, earlier
+
+
+@dataclass
+class _Kit:
+    """What every step of a bake works with: the model and tokenizer, the prompt items, the
+    precision, the seeded random sources, and the progress display."""
+
+    config: BakeConfig
+    items: tuple[PromptItem, ...]
+    earlier: tuple[PromptItem, ...]
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    precision: Any  # baking.hardware.Precision
+    peak_flops: float
+    generator: torch.Generator
+    rng: random.Random
+    ui: "_Progress"
+    num_params: int
+    shape: ModelShape
+    eval_task: int | str | None = None  # the progress display's "evaluating" task
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision.bf16
+
+    def teacher_ids(self, q: Query) -> list[int]:  # a query's context may index the earlier items too
+        return encode(self.tokenizer, teacher_messages(self.items + self.earlier, q))
+
+    def student_ids(self, q: Query) -> list[int]:
+        return encode(self.tokenizer, student_messages(q))
+
+    def sample(self, prompts: list[list[int]], topk: int | None, label: str, max_new: int | None = None) -> list[Sampled]:
+        task = self.ui.task(f"sampling {label}", len(prompts))
+        return sample(
+            self.model, prompts, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+            max_new_tokens=max_new or self.config.max_new_tokens, temperature=self.config.temperature,
+            topk=topk, generator=self.generator, batch_size=self.config.sample_batch_size, bf16=self.bf16,
+            on_batch=lambda n: (self.ui.advance(task, n), fault_point("sampling")),
+        )
+
+    def kl(self, examples: list[Example]) -> float:
+        return mean_kl(self.model, examples, self.tokenizer.pad_token_id, self.device, self.bf16)
+
+    def logprobs(self, examples: list[Example]) -> list[float]:
+        return target_logprobs(self.model, examples, self.tokenizer.pad_token_id, self.device, self.bf16)
+
+
+def _load(config: BakeConfig, parent: Path | None, items, earlier, progress: bool | Path,
+          timings: dict[str, float]) -> _Kit:
+    """1. Seeds and precision, then the model: bf16 weights when bf16 is native (the LoRA
+    weights stay fp32), with the parent adapter (or a fresh LoRA)."""
     device = resolve_device(config.device)
     precision = choose_precision(device, config.dtype)  # bf16 only where native and faster
-    bf16 = precision.bf16
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(config.seed)
-    timings: dict[str, float] = {}
     ui = _Progress(progress)
-
     # The reference rate for peak_share and the estimate: a matmul in the dtype training uses,
     # measured here (well under a second) so it shares threads and machine load.
     peak_flops = matmul_flops(device, precision.dtype)
-
-    # 1. Model: bf16 weights when bf16 is native (the LoRA weights stay fp32), parent adapter.
     t = time.perf_counter()
-    model, tokenizer = _load_base(config, device, bf16)
+    model, tokenizer = _load_base(config, device, precision.bf16)
     model = _with_lora(model, config, parent)
-    _lora_dtype(model, torch.bfloat16 if bf16 else torch.float32)
+    _lora_dtype(model, torch.bfloat16 if precision.bf16 else torch.float32)
     num_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     shape = ModelShape.of(model.get_base_model())
     timings["load_s"] = time.perf_counter() - t
+    return _Kit(config, items, earlier, model, tokenizer, device, precision, peak_flops, generator, rng, ui,
+                num_params, shape)
 
-    def teacher_ids(q: Query) -> list[int]:  # a query's context may index the earlier items too
-        return encode(tokenizer, teacher_messages(items + earlier, q))
 
-    def student_ids(q: Query) -> list[int]:
-        return encode(tokenizer, student_messages(q))
+@dataclass
+class _Inputs:
+    """The user inputs x of a bake, by what they are for."""
 
-    def run_teacher(prompts: list[list[int]], topk: int | None, label: str, max_new: int | None = None):
-        task = ui.task(f"sampling {label}", len(prompts))
-        return sample(
-            model,
-            prompts,
-            eos_id=tokenizer.eos_token_id,
-            pad_id=tokenizer.pad_token_id,
-            max_new_tokens=max_new or config.max_new_tokens,
-            temperature=config.temperature,
-            topk=topk,
-            generator=generator,
-            batch_size=config.sample_batch_size,
-            bf16=bf16,
-            on_batch=lambda n: (ui.advance(task, n), fault_point("sampling")),
-        )
+    train: list[Query]  # taught from the prompted teacher
+    eval: list[Query]  # held out: fidelity
+    control: list[Query]  # unrelated, held out: locality
+    locality: list[Query]  # taught toward the un-prompted parent (or base)
+    plans: list  # multi-turn conversations (baking.conversations)
+    estimate: Any  # baking.cost.BakeEstimate
 
-    # 2. Inputs x: held-out first (disjoint split), then training ones.
-    t = time.perf_counter()
+
+def _draw_inputs(kit: _Kit, queries: QuerySource | None, replay: Sequence[str | Query]) -> _Inputs:
+    """2. Inputs x: held-out first (disjoint split), then training ones, then the bake's
+    expected cost, then the questions the model writes itself."""
+    config, items, rng = kit.config, kit.items, kit.rng
     source = queries or DefaultQuerySource(config.queries_per_fact, config.facts_per_item, config.coverage_directions)
     eval_queries = source.draw(items, config.num_eval_queries, rng, held_out=True)
     train_queries = source.draw(items, config.num_queries, rng, held_out=False)
-    train_queries += _earlier_inputs(earlier, len(items), config, rng)
+    train_queries += _earlier_inputs(kit.earlier, len(items), config, rng)
     locality = _locality_inputs(items, config, rng)
     plans = conversations.plan(items, config, rng)
     control_queries = [Query.single(q, (), "control") for q in control_questions(config.num_control_queries)]
-    estimate = _estimate(items, config, shape, precision.dtype, peak_flops, train_queries,
-                         eval_queries + control_queries, list(replay) + locality, plans, teacher_ids, student_ids)
-    ui.note("estimate", estimate.as_dict(), f"estimate: {estimate.line()}")
-    train_queries += _model_written_questions(items, config, tokenizer, run_teacher)
+    estimate = _estimate(items, config, kit.shape, kit.precision.dtype, kit.peak_flops, train_queries,
+                         eval_queries + control_queries, list(replay) + locality, plans, kit.teacher_ids,
+                         kit.student_ids)
+    kit.ui.note("estimate", estimate.as_dict(), f"estimate: {estimate.line()}")
+    train_queries += _model_written_questions(items, config, kit.tokenizer, kit.sample)
     if not train_queries or not eval_queries:
         raise BakeError("the query source returned no inputs for these items")
+    return _Inputs(train_queries, eval_queries, control_queries, locality, plans, estimate)
 
-    # 3. Teacher trajectories, once; log-probs are kept so training never re-runs the teacher.
-    # Held-out inputs are sampled in the same batches; their full-vocabulary teacher rows come
-    # from one teacher-forced pass afterwards, since fidelity is measured on the full KL.
+
+@dataclass
+class _Teacher:
+    """The teacher's trajectories, sampled once: training examples and the held-out samples."""
+
+    examples: list[Example]
+    held_out: list[Sampled]  # eval inputs, then control inputs
+    replay_queries: list[Query]
+    anchored: list[Query]  # locality inputs whose teacher is the base model
+    talks: list[Example]  # multi-turn examples
+
+
+def _sample_teacher(kit: _Kit, inputs: _Inputs, replay: Sequence[str | Query], parent: Path | None) -> _Teacher:
+    """3. Teacher trajectories, once; log-probs are kept so training never re-runs the teacher.
+    Every input decodes in the same wide batches (one wide batch is far cheaper per token on a
+    CPU than several narrow ones), whatever its teacher."""
+    config = kit.config
     topk = config.topk if config.loss == "topk" else None
-    repeated = [q for q in train_queries for _ in range(_samples_per(q, config))]
-    # Control inputs (drawn above): unrelated generic requests with no item context. Their
-    # teacher is the parent with only the system-prompt items, so a news bake should leave them
-    # unchanged.
-    evaluated = eval_queries + control_queries
-    # Replay inputs' teacher is the parent without the new prompt: the same model with other
-    # prompts, so they decode in the same batches (one wide batch is far cheaper per token on
-    # a CPU than several narrow ones).
+    repeated = [q for q in inputs.train for _ in range(_samples_per(q, config))]
+    # Control inputs: unrelated generic requests with no item context. Their teacher is the
+    # parent with only the system-prompt items, so a news bake should leave them unchanged.
+    evaluated = inputs.eval + inputs.control
+    # Replay inputs' teacher is the parent without the new prompt: the same model with other prompts.
     replay_queries = [r if isinstance(r, Query) else Query.single(r, (), "replay") for r in replay]
     # Locality inputs anchored to the base model (config.locality_anchor) are sampled apart,
     # with the parent adapter off, so each bake pulls them back to base, not to a moved parent.
-    anchored = [q for q in locality if parent is not None and config.locality_anchor == "base"]
-    replay_queries += [q for q in locality if q not in anchored]
+    anchored = [q for q in inputs.locality if parent is not None and config.locality_anchor == "base"]
+    replay_queries += [q for q in inputs.locality if q not in anchored]
     # The conversations' replies, each to its user turn alone, by their plan's writer.
-    replies = [(teacher_ids if p.writer == "teacher" else student_ids)(q) for p in plans for q in p.reply_queries()]
-    prompts = ([teacher_ids(q) for q in repeated + evaluated] + [student_ids(q) for q in replay_queries]
+    replies = [(kit.teacher_ids if p.writer == "teacher" else kit.student_ids)(q)
+               for p in inputs.plans for q in p.reply_queries()]
+    prompts = ([kit.teacher_ids(q) for q in repeated + evaluated] + [kit.student_ids(q) for q in replay_queries]
                + replies)
-    sampled = iter(run_teacher(prompts, topk, "teacher"))
+    sampled = iter(kit.sample(prompts, topk, "teacher"))
     first_turns = [next(sampled) for _ in repeated]
     held_out = [next(sampled) for _ in evaluated]
     replayed = [next(sampled) for _ in replay_queries]
-    examples = [Example(student_ids(q), s) for q, s in zip(repeated, first_turns)]
-    examples += [Example(student_ids(q), s) for q, s in zip(replay_queries, replayed)]
+    examples = [Example(kit.student_ids(q), s) for q, s in zip(repeated, first_turns)]
+    examples += [Example(kit.student_ids(q), s) for q, s in zip(replay_queries, replayed)]
     if anchored:
-        with model.disable_adapter():
-            base_rows = run_teacher([student_ids(q) for q in anchored], topk, "locality (base)")
-        examples += [Example(student_ids(q), s) for q, s in zip(anchored, base_rows)]
-    reply_texts = [[tokenizer.decode(next(sampled).tokens, skip_special_tokens=True).strip() for _ in p.users]
-                   for p in plans]
+        with kit.model.disable_adapter():
+            base_rows = kit.sample([kit.student_ids(q) for q in anchored], topk, "locality (base)")
+        examples += [Example(kit.student_ids(q), s) for q, s in zip(anchored, base_rows)]
+    reply_texts = [[kit.tokenizer.decode(next(sampled).tokens, skip_special_tokens=True).strip() for _ in p.users]
+                   for p in inputs.plans]
     # Multi-turn: the teacher's rows at every assistant turn, teacher-forced with the prompt.
-    talks = conversations.examples(model, tokenizer, items, plans, reply_texts, topk=topk, device=device, bf16=bf16)
-    examples += talks
-    timings["teacher_sampling_s"] = time.perf_counter() - t
-    forced = teacher_rows(
-        model, [Example(teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
-        tokenizer.pad_token_id, device, bf16,
-    )
-    forced = [Example(student_ids(q), ex.teacher) for q, ex in zip(evaluated, forced)]
-    eval_examples, control_examples = forced[: len(eval_queries)], forced[len(eval_queries) :]
-    timings["sampling_s"] = time.perf_counter() - t
+    talks = conversations.examples(kit.model, kit.tokenizer, kit.items, inputs.plans, reply_texts, topk=topk,
+                                   device=kit.device, bf16=kit.bf16)
+    return _Teacher(examples + talks, held_out, replay_queries, anchored, talks)
 
-    # 4. How far the un-prompted parent is from the prompted teacher.
+
+def _held_out_rows(kit: _Kit, inputs: _Inputs, held_out: list[Sampled]) -> tuple[list[Example], list[Example]]:
+    """The held-out samples' full-vocabulary teacher rows, from one teacher-forced pass (fidelity
+    is measured on the full KL), as (eval, control) examples for the un-prompted student."""
+    evaluated = inputs.eval + inputs.control
+    forced = teacher_rows(kit.model, [Example(kit.teacher_ids(q), s) for q, s in zip(evaluated, held_out)],
+                          kit.tokenizer.pad_token_id, kit.device, kit.bf16)
+    forced = [Example(kit.student_ids(q), ex.teacher) for q, ex in zip(evaluated, forced)]
+    return forced[: len(inputs.eval)], forced[len(inputs.eval) :]
+
+
+@dataclass
+class _Measured:
+    """How far the un-prompted model is from the prompted teacher (before or after training)."""
+
+    kl: float  # KL(prompted || model) per token on the held-out inputs
+    locality_kl: float  # KL(control teacher || model) per token on unrelated inputs
+    recall: list[float]  # the new facts' log-likelihood, un-prompted
+    recall_teacher: list[float]  # ... prompted (the teacher); measured before training only
+    recall_student: list[Example]  # the un-prompted recall probes, re-measured after training
+
+
+def _evaluate(kit: _Kit, eval_examples: list[Example], control_examples: list[Example], timings: dict[str, float],
+              label: str, recall_student: list[Example] | None = None) -> _Measured:
+    """4. (label "parent") and 6. (label "baked"): KL on held-out and control inputs, and the new
+    facts' recall probes; the parent's pass also measures the prompted teacher's recall."""
     t = time.perf_counter()
-    eval_task = ui.task("evaluating", 2)
-    kl_base = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
-    locality_parent = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
-    # The new facts' likelihood: prompted (the teacher) and un-prompted (the parent).
-    recall_teacher, recall_student = _recall_probes(items, config, tokenizer)
-    recall_t = target_logprobs(model, recall_teacher, tokenizer.pad_token_id, device, bf16)
-    recall_p = target_logprobs(model, recall_student, tokenizer.pad_token_id, device, bf16)
-    ui.advance(eval_task, 1, "parent")
-    timings["eval_s"] = time.perf_counter() - t
+    if recall_student is None:
+        kit.eval_task = kit.ui.task("evaluating", 2)
+    kl = kit.kl(eval_examples)
+    locality = kit.kl(control_examples)
+    recall_teacher: list[float] = []
+    if recall_student is None:
+        probes_teacher, recall_student = _recall_probes(kit.items, kit.config, kit.tokenizer)
+        recall_teacher = kit.logprobs(probes_teacher)
+    recall = kit.logprobs(recall_student)
+    kit.ui.advance(kit.eval_task, 1, label)
+    timings["eval_s"] = timings.get("eval_s", 0.0) + time.perf_counter() - t
+    return _Measured(kl, locality, recall, recall_teacher, recall_student)
 
-    # 5. Train, writing half-bake snapshots into the temp folder as training passes them.
+
+def _train(kit: _Kit, examples: list[Example], tmp: Path, timings: dict[str, float]) -> tuple[dict[float, Path], Any]:
+    """5. Train the LoRA student, writing half-bake snapshots into the temp folder as training
+    passes them. Returns the snapshots' folders (relative to the adapter) and the train stats."""
+    config = kit.config
     shutil.rmtree(tmp, ignore_errors=True)
     steps_per_epoch = -(-len(examples) // config.batch_size)
     total_steps = config.max_steps or max(config.epochs * steps_per_epoch, config.min_steps)
     snapshot_steps = {max(1, round(f * total_steps)): f for f in config.half_bake_fractions}
     half_dirs = {f: Path("half_bakes") / f"f{f:.2f}" for f in config.half_bake_fractions}
-    task = ui.task("training", total_steps)
+    task = kit.ui.task("training", total_steps)
     stats = train(
-        model,
-        examples,
-        pad_id=tokenizer.pad_token_id,
-        epochs=config.epochs,
-        max_steps=total_steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        lora_plus_ratio=config.lora_plus_ratio,
-        warmup_fraction=config.warmup_fraction,
-        grad_clip=config.grad_clip,
-        device=device,
-        bf16=bf16,
-        generator=generator,
-        shape=shape,
+        kit.model, examples, pad_id=kit.tokenizer.pad_token_id, epochs=config.epochs, max_steps=total_steps,
+        batch_size=config.batch_size, lr=config.lr, lora_plus_ratio=config.lora_plus_ratio,
+        warmup_fraction=config.warmup_fraction, grad_clip=config.grad_clip, device=kit.device, bf16=kit.bf16,
+        generator=kit.generator, shape=kit.shape,
         snapshots={s: tmp / half_dirs[f] for s, f in snapshot_steps.items()},
-        on_step=lambda step, total, loss: (ui.advance(task, 1, f"loss {loss:.3f}"), fault_point("training")),
+        on_step=lambda step, total, loss: (kit.ui.advance(task, 1, f"loss {loss:.3f}"), fault_point("training")),
     )
     timings["training_s"] = stats.seconds
     timings |= {f"{phase}_s": seconds for phase, seconds in stats.phases.items()}
+    return half_dirs, stats
 
-    # 6. Fidelity on held-out inputs, then write atomically: temp folder, then rename.
-    t = time.perf_counter()
-    kl_baked = mean_kl(model, eval_examples, tokenizer.pad_token_id, device, bf16)
-    locality = mean_kl(model, control_examples, tokenizer.pad_token_id, device, bf16)
-    recall_b = target_logprobs(model, recall_student, tokenizer.pad_token_id, device, bf16)
-    ui.advance(eval_task, 1, "baked")
-    timings["eval_s"] += time.perf_counter() - t
-    ui.close()
 
-    tokens_per_s = stats.tokens / max(stats.seconds, 1e-9)
-    metrics = {
-        "kl_base": kl_base,
-        "kl_baked": kl_baked,
-        "fidelity": 1 - kl_baked / kl_base if kl_base > 0 else float("nan"),
+def _metrics(kit: _Kit, inputs: _Inputs, teacher: _Teacher, stats: Any, before: _Measured, after: _Measured,
+             num_eval: int) -> dict[str, Any]:
+    """7. What bake.json records of the bake (the timings are added after these)."""
+    config, items, examples = kit.config, kit.items, teacher.examples
+    sources = Counter(q.source for q in inputs.train + teacher.replay_queries + teacher.anchored)
+    return {
+        "kl_base": before.kl,
+        "kl_baked": after.kl,
+        "fidelity": 1 - after.kl / before.kl if before.kl > 0 else float("nan"),
         # KL(control teacher || model) per token on unrelated inputs, after and before.
-        "locality_kl": locality,
-        "locality_kl_parent": locality_parent,
-        **_fact_recall(recall_t, recall_p, recall_b),
+        "locality_kl": after.locality_kl,
+        "locality_kl_parent": before.locality_kl,
+        **_fact_recall(before.recall_teacher, before.recall, after.recall),
         "num_trajectories": len(examples),
         # Coverage: facts found per news/fact item and the training inputs drawn per direction.
         "facts_per_item": [len(facts_of(it.text, config.facts_per_item)) for it in items if it.kind in CONTEXT_KINDS],
         "queries_per_fact": config.queries_per_fact,
         # The modules actually adapted: a continued bake keeps its parent's, whatever the config.
-        "target_modules": sorted(model.peft_config["default"].target_modules),
-        "inputs_by_source": dict(sorted(Counter(q.source for q in train_queries + replay_queries + anchored).items()))
-        | ({"conversation": len(talks)} if talks else {}),
-        "locality_anchor": "base" if anchored else ("parent" if locality else None),
-        "num_conversations": len(talks),  # those trained on (a template that rewrites turns skips them)
-        "conversation_turns": max((len(p.users) for p in plans), default=0),
-        "num_eval_trajectories": len(eval_examples),
+        "target_modules": sorted(kit.model.peft_config["default"].target_modules),
+        "inputs_by_source": dict(sorted(sources.items())) | ({"conversation": len(teacher.talks)} if teacher.talks else {}),
+        "locality_anchor": "base" if teacher.anchored else ("parent" if inputs.locality else None),
+        "num_conversations": len(teacher.talks),  # those trained on (a template that rewrites turns skips them)
+        "conversation_turns": max((len(p.users) for p in inputs.plans), default=0),
+        "num_eval_trajectories": num_eval,
         "teacher_tokens": int(sum(len(ex.positions) for ex in examples)),
         "train_steps": stats.steps,
         "train_tokens": stats.tokens,
-        "train_tokens_per_s": tokens_per_s,
-        "num_params": num_params,
+        "train_tokens_per_s": stats.tokens / max(stats.seconds, 1e-9),
+        "num_params": kit.num_params,
         # The matmul rate in the training dtype, and the share of it training reached: FLOPs
         # actually run (baking.cost: 4·N_body per forwarded token, 4·d·V per loss position).
-        "peak_flops": peak_flops,
-        "peak_dtype": precision.dtype,
+        "peak_flops": kit.peak_flops,
+        "peak_dtype": kit.precision.dtype,
         "train_flops": stats.flops,
-        "peak_share": stats.flops / max(stats.seconds, 1e-9) / peak_flops,
+        "peak_share": stats.flops / max(stats.seconds, 1e-9) / kit.peak_flops,
         "loss_first": stats.losses[0],
         "loss_last": stats.losses[-1],
-        "dtype": precision.dtype,
-        "dtype_reason": precision.reason,
-        "cpu_isa": cpu_isa() if device.type == "cpu" else None,
-        "device": str(device),
-        "estimate_s": estimate.seconds,
-        "estimate_phases_s": estimate.phases,
-        **timings,
+        "dtype": kit.precision.dtype,
+        "dtype_reason": kit.precision.reason,
+        "cpu_isa": cpu_isa() if kit.device.type == "cpu" else None,
+        "device": str(kit.device),
+        "estimate_s": inputs.estimate.seconds,
+        "estimate_phases_s": inputs.estimate.phases,
     }
+
+
+def _write(kit: _Kit, tmp: Path, out: Path, parent: Path | None, half_dirs: dict[float, Path],
+           metrics: dict[str, Any], started: float) -> AdapterVersion:
+    """8. Write atomically: the adapter and ``bake.json`` into the temp folder, then rename it."""
     t = time.perf_counter()
-    model.save_pretrained(tmp)
+    kit.model.save_pretrained(tmp)
     fault_point("writing")  # weights on disk, folder incomplete (no bake.json) and not renamed
-    _vllm_compatible(tmp, config)
+    _vllm_compatible(tmp, kit.config)
     metrics["save_s"] = time.perf_counter() - t
     metrics["wall_s"] = time.perf_counter() - started
     record = {
-        "config": config.model_dump(),
+        "config": kit.config.model_dump(),
         "parent": str(parent.resolve()) if parent else None,
-        "items": [item.model_dump() for item in items],
+        "items": [item.model_dump() for item in kit.items],
         # Earlier items re-taught here (their ids where they have them), for provenance.
-        "replayed_items": [item.id or item.text[:60] for item in earlier],
-        "seed": config.seed,
+        "replayed_items": [item.id or item.text[:60] for item in kit.earlier],
+        "seed": kit.config.seed,
         "metrics": metrics,
         "half_bakes": {str(f): str(p) for f, p in half_dirs.items()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -378,13 +471,8 @@ def _bake(items, out, config, queries, parent, replay, earlier, overwrite, progr
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return AdapterVersion(
-        path=out,
-        parent=parent,
-        items=items,
-        metrics=metrics,
-        half_bakes={f: out / p for f, p in half_dirs.items()},
-    )
+    return AdapterVersion(path=out, parent=parent, items=kit.items, metrics=metrics,
+                          half_bakes={f: out / p for f, p in half_dirs.items()})
 
 
 def _load_base(config: BakeConfig, device: torch.device, bf16: bool):

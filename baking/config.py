@@ -9,11 +9,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from baking.model import DEFAULT_MODEL
+from memory.kinds import BakeKind as Kind  # the one definition of an item's kinds
 
-Kind = Literal["persona", "instruction", "news", "fact"]
-KINDS: tuple[str, ...] = ("persona", "instruction", "news", "fact")
-SYSTEM_KINDS = ("persona", "instruction")  # rendered into the system prompt
-CONTEXT_KINDS = ("news", "fact")  # rendered as a context block next to the user question
+SYSTEM_KINDS: tuple[Kind, ...] = ("persona", "instruction")  # rendered into the system prompt
+CONTEXT_KINDS: tuple[Kind, ...] = ("news", "fact")  # rendered as a context block next to the user question
 
 # vLLM only accepts these values for --max-lora-rank.
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -44,6 +43,15 @@ class PromptItem(BaseModel):
         if not text.strip():
             raise ValueError("text is empty or only whitespace; give the prompt to bake")
         return text.strip()
+
+    @classmethod
+    def of_memory(cls, item) -> "PromptItem":
+        """The one rule that turns a memory item (``memory.MemoryItem``: kind, text, id) into a
+        prompt, for the runtime's context, the worker's bake and a scenario's prompted
+        condition alike: its own kind and text, its id as a string. A note becomes a fact: it
+        is served next to the question, and stays in context for good (a bake never claims
+        notes, so none is ever baked)."""
+        return cls(kind="fact" if item.kind == "note" else item.kind, text=item.text, id=str(item.id))
 
 
 class BakeConfig(BaseModel):

@@ -231,7 +231,7 @@ def mc_accuracy(engine, facts: list[Fact], sample: list[int], messages, adapter:
     """The share of sampled facts whose right name has the top log-likelihood of ``args.choices``
     names after the agent's prompt (as bench_news scores knowledge): a 135M model seldom says a
     made-up name in free text, but which name it finds likely is what it knows."""
-    from agent.judges import mc_loglik
+    from agent.scenario.judges import mc_loglik
 
     right = []
     pool = list(range(len(facts))) if pool is None else pool
@@ -243,7 +243,7 @@ def mc_accuracy(engine, facts: list[Fact], sample: list[int], messages, adapter:
 
 def measure_k(engine, k: int, facts: list[Fact], adapter_path: Path, args, params) -> dict:
     """Accuracy of the three agents on a sample of the K questions, then the timed rounds."""
-    from agent.judges import contains
+    from agent.scenario.judges import contains
 
     fit = fit_count(engine.tokenizer, facts, args.max_model_len - args.max_tokens - 16)
     in_context = facts[k - fit:]
@@ -339,9 +339,10 @@ def main() -> None:
     args.ks = sorted(set(args.ks))
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    from agent.config import RuntimeConfig
-    from agent.engines import SamplingParams, VLLMEngine
-    from agent.runtime import vllm_settings
+    from agent.runtime.config import RuntimeConfig
+    from agent.runtime.engine import vllm_settings
+    from agent.serving.engine import SamplingParams
+    from agent.serving.vllm import VLLMEngine
     from baking.model import resolve_model
 
     facts = make_facts(max(args.ks), args.seed)
@@ -437,7 +438,7 @@ def render_markdown(s: dict) -> str:
         f"Free text: the reply contains the expected surname, on {st['questions']} sampled questions (or K if "
         f"fewer; for the context-stuffed agent, also on those in its prompt where not all K fit).",
         "",
-        "Engine (the runtime's shipped settings, `agent.runtime.vllm_settings`): "
+        "Engine (the runtime's shipped settings, `agent.runtime.engine.vllm_settings`): "
         + ", ".join(f"{k} {v}" for k, v in s.get("engine", {}).items()) + ".",
         "",
         "![context vs baked](context_vs_baked.png)",

@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.bench_load --quick    # 2 clients, a small bake
 
 A real runtime (vLLM, the shipped model) serves one agent through the OpenAI-compatible
-endpoint of ``agent serve`` (``agent/server.py``) on 127.0.0.1. Bounded load: each client sends
+endpoint of ``agent serve`` (``agent/serving/server.py``) on 127.0.0.1. Bounded load: each client sends
 one greedy 16-token chat request at a time, at most one per ``--interval`` seconds. After a
 warm-up the agent's persona is baked by a worker process, the adapter is swapped in, and the
 load goes on. Reported: the error rate (goal 0), and latency p50/p95 before the bake, during
@@ -66,10 +66,10 @@ def main() -> None:
 
     import httpx
 
-    from agent.config import RuntimeConfig
-    from agent.engines import free_port
-    from agent.runtime import Runtime
-    from agent.server import AgentServer
+    from agent.runtime.config import RuntimeConfig
+    from agent.serving.vllm import free_port
+    from agent.runtime.runtime import Runtime
+    from agent.serving.server import AgentServer
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     config = RuntimeConfig(home=args.workdir, worker_device=args.device, bake=bake,

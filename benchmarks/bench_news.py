@@ -5,7 +5,7 @@
 
 The evidence sentences of RealTimeQA rows (``--data``, read by path; the project never depends
 on it) are fed to one agent's memory and baked the way the product bakes them: a baker worker
-process per batch (``agent.worker``, the runtime's config, gate and replay), each bake on top of
+process per batch (``agent.runtime.worker``, the runtime's config, gate and replay), each bake on top of
 the live adapter. After every bake, each question is scored by multiple-choice log-likelihood
 over its four choices (chance 25%) under:
 
@@ -79,7 +79,7 @@ def paraphrase(engine, questions: list[str]) -> list[str | None]:
 
 def score_rows(engine, rows: list[dict], questions: list[str | None], condition: str, adapter: str | None) -> list[float | None]:
     """1/0 per row (None where the question is None): the right choice has the top log-likelihood."""
-    from agent.judges import mc_loglik
+    from agent.scenario.judges import mc_loglik
     from baking.config import PromptItem
     from baking.render import Query, teacher_messages
 
@@ -135,10 +135,10 @@ def run(args) -> dict:
 
     import torch
 
-    from agent.config import GateConfig, RuntimeConfig
+    from agent.runtime.config import GateConfig, RuntimeConfig
     from baking.hardware import choose_precision
-    from agent.engines import TransformersEngine
-    from agent.runtime import spawn_worker
+    from agent.serving.hf import TransformersEngine
+    from agent.runtime.worker import spawn_worker
     from baking.config import BakeConfig
     from memory.store import MemoryStore
 
@@ -190,7 +190,7 @@ def run(args) -> dict:
             code = spawn_worker(config, AGENT).wait()
             latest = max(store.adapters(AGENT), key=lambda a: a.version) if store.adapters(AGENT) else None
             if latest is not None and latest.status == "candidate":  # what the serving runtime does after its swap
-                store.promote(latest.id, latest.metrics["gate"]["reason"])
+                store.promote(latest.id, latest.reason)
                 latest = store.adapter(latest.id)
             record = store.live(AGENT)
         name = f"bake{k + 1}" if record is not None else None  # None: no adapter passed the gate yet
@@ -234,8 +234,8 @@ def tables(s: dict) -> dict:
 def shipped_gate(metrics: dict) -> str:
     """The verdict the product's default gate gives this bake (the benchmark itself runs with
     the gate open, so that the chain is complete)."""
-    from agent.config import RuntimeConfig
-    from agent.worker import gate_verdict
+    from agent.runtime.config import RuntimeConfig
+    from agent.runtime.gate import gate_verdict
 
     if metrics.get("fidelity") is None:
         return "–"

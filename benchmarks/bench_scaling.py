@@ -125,7 +125,7 @@ def main() -> None:
     summary = header("bench_scaling") | {"repeats": args.repeats}
     engine = None
     if not args.no_server:
-        from agent.engines import VLLMEngine
+        from agent.serving.vllm import VLLMEngine
         from baking.model import resolve_model
 
         engine = VLLMEngine.start(resolve_model("smollm2-135m-instruct"), args.workdir / "vllm.log")

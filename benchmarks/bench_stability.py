@@ -46,7 +46,7 @@ def _regex(pattern: str) -> Callable[[str], float]:
 
 
 def _language(code: str) -> Callable[[str], float]:
-    from agent.judges import detect_language
+    from agent.scenario.judges import detect_language
 
     return lambda answer: float(detect_language(answer) == code)
 

@@ -32,7 +32,8 @@ def main() -> None:
     if args.quick:
         args.swaps = 3
 
-    from agent.engines import SamplingParams, VLLMEngine, VLLMSettings
+    from agent.serving.engine import SamplingParams
+    from agent.serving.vllm import VLLMEngine, VLLMSettings
     from baking import BakeConfig, PromptItem, bake
     from baking.model import resolve_model
 

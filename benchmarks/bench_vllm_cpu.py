@@ -85,9 +85,9 @@ def make_adapter(model_dir: Path, out: Path) -> Path:
 def settings_for(name: str, fields: dict):
     """Each set-up changes ``fields`` from vLLM's own CPU settings at the runtime's rank; the
     ``shipped`` set-up is what the runtime starts by default today."""
-    from agent.config import RuntimeConfig
-    from agent.engines import VLLMSettings, cpu_preload_libraries
-    from agent.runtime import serving_max_rank, vllm_settings
+    from agent.runtime.config import RuntimeConfig
+    from agent.runtime.engine import serving_max_rank, vllm_settings
+    from agent.serving.vllm import VLLMSettings, cpu_preload_libraries
 
     engine = RuntimeConfig().engine
     if name == "shipped":
@@ -100,7 +100,7 @@ def settings_for(name: str, fields: dict):
 
 
 def measure(engine, adapter: str | None, args) -> dict:
-    from agent.engines import SamplingParams
+    from agent.serving.engine import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, seed=None)
 
@@ -168,7 +168,8 @@ class BakerLoad:
 
 
 def run_setup(name: str, fields: dict, model_dir: Path, adapter: Path, args, beside=None) -> dict:
-    from agent.engines import EngineError, VLLMEngine
+    from agent.serving.engine import EngineError
+    from agent.serving.vllm import VLLMEngine
 
     settings = settings_for("shipped" if beside else name, fields)
     if beside:

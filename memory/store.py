@@ -27,20 +27,16 @@ import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import sqlite_utils
 
+from memory.kinds import ITEM_KINDS, TRUST_LEVELS, AdapterStatus, ItemKind, ItemStatus, Trust
 from memory.screen import injection_flags
 
-ItemKind = Literal["persona", "instruction", "news", "fact", "note"]
-ITEM_KINDS = ("persona", "instruction", "news", "fact", "note")
-TRUST_LEVELS = ("operator", "user", "tool", "feed")
 # Trust levels whose items go straight to pending (context now, weights at the next bake).
 # Others, and anything the injection screen flags, wait in ``review`` for ``approve``.
 DEFAULT_AUTO_APPROVE = ("operator", "user")
-ITEM_STATUSES = ("review", "pending", "baking", "baked", "retired", "forgotten")
-ADAPTER_STATUSES = ("candidate", "live", "rejected", "retired")
 DEFAULT_MAX_ITEM_CHARS = 2000
 _AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -53,13 +49,13 @@ class MemoryInputError(ValueError):
 class MemoryItem:
     id: int
     agent: str
-    kind: str
+    kind: ItemKind
     text: str
     source: str
-    trust: str
+    trust: Trust
     content_hash: str
     created_at: float
-    status: str
+    status: ItemStatus
     baked_in: str | None
     bake_run: int | None
     lease_expires: float | None
@@ -84,7 +80,7 @@ class AdapterRecord:
     parent: str | None
     item_ids: tuple[int, ...]
     metrics: dict[str, Any]
-    status: str
+    status: AdapterStatus
     reason: str | None
     created_at: float
     item_hashes: tuple[str, ...] = ()  # content hashes of item_ids, in the same order
@@ -277,10 +273,10 @@ class MemoryStore:
         self,
         agent: str,
         text: str,
-        kind: str = "fact",
+        kind: ItemKind = "fact",
         *,
         source: str = "cli",
-        trust: str = "operator",
+        trust: Trust = "operator",
         create_agent: bool = False,
     ) -> AddResult:
         """Store an item: ``pending`` when its trust level is auto-approved and the injection
@@ -454,7 +450,8 @@ class MemoryStore:
         self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any],
         passed: bool = True, reason: str | None = None,
     ) -> AdapterRecord:
-        """Record a finished bake's adapter with the gate's verdict, in one transaction.
+        """Record a finished bake's adapter with the gate's verdict, in one transaction: the
+        verdict is the adapter's status (``candidate`` passed, ``rejected`` refused) and ``reason``.
 
         Passed: a candidate (not yet served); the run awaits the swap, its items stay claimed
         with no lease to expire. Refused: the adapter is recorded as rejected and the items go
@@ -474,7 +471,7 @@ class MemoryStore:
                 "INSERT INTO adapters (agent, name, version, path, parent, item_ids, metrics, "
                 "status, reason, created_at, item_hashes, weights_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run.agent, name, version, path, parent, json.dumps(list(run.item_ids)),
-                 json.dumps(metrics), "candidate" if passed else "rejected", None if passed else reason,
+                 json.dumps(metrics), "candidate" if passed else "rejected", reason,
                  time.time(), json.dumps(hashes), adapter_digest(path)],
             )
             adapter_id = cursor.lastrowid

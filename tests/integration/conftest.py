@@ -1,7 +1,7 @@
 import pytest
 
-from agent.config import RuntimeConfig
-from agent.runtime import open_engine
+from agent.runtime.config import RuntimeConfig
+from agent.runtime.engine import open_engine
 from baking.model import DEFAULT_MODEL, resolve_model
 
 

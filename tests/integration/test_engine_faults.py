@@ -9,10 +9,12 @@ import time
 import httpx
 import pytest
 
-from agent.config import RuntimeConfig
-from agent.engines import EngineError, EngineUnavailable, SamplingParams, free_port
-from agent.runtime import Runtime, spawn_worker
-from agent.server import AgentServer
+from agent.runtime.config import RuntimeConfig
+from agent.serving.engine import EngineError, EngineUnavailable, SamplingParams
+from agent.serving.vllm import free_port
+from agent.runtime.runtime import Runtime
+from agent.runtime.worker import spawn_worker
+from agent.serving.server import AgentServer
 
 from .helpers import QUICK_BAKE
 

@@ -11,9 +11,9 @@ is what the test allows for, not what it proves."""
 
 import pytest
 
-from agent.config import RuntimeConfig
-from agent.engines import SamplingParams
-from agent.runtime import Runtime
+from agent.runtime.config import RuntimeConfig
+from agent.serving.engine import SamplingParams
+from agent.runtime.runtime import Runtime
 from .helpers import SMALL_BAKE
 
 pytestmark = pytest.mark.integration

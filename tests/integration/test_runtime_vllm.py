@@ -6,9 +6,11 @@ import time
 
 import pytest
 
-from agent.config import RuntimeConfig
-from agent.engines import EngineError, SamplingParams, VLLMEngine, VLLMSettings
-from agent.runtime import Runtime, spawn_worker
+from agent.runtime.config import RuntimeConfig
+from agent.serving.engine import EngineError, SamplingParams
+from agent.serving.vllm import VLLMEngine, VLLMSettings
+from agent.runtime.runtime import Runtime
+from agent.runtime.worker import spawn_worker
 from memory import MemoryInputError
 from .helpers import QUICK_BAKE, SMALL_BAKE, likeliest_name
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from agent.run import run_scenario
+from agent.scenario.runner import run_scenario
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.engines import EngineError
+from agent.serving.engine import EngineError
 from agent.loop import Agent, parse_tool_calls
 from memory import MemoryStore
 from tools import ToolContext, build_tools

@@ -8,18 +8,18 @@ from safetensors.torch import load_file
 
 from baking import AdapterVersion, BakeConfig, BakeError, PromptItem, bake
 from baking.queries import ListQuerySource
+from tests.unit.tiny_bake import tiny_bake
 
 PERSONA = PromptItem(kind="persona", text="You always answer in capital letters.")
 QUERIES = ListQuerySource([f"Tell me about the number {i}." for i in range(40)])
 
 
 def tiny_config(model_dir, **overrides) -> BakeConfig:
-    settings = dict(
-        model=str(model_dir), num_queries=8, trajectories_per_query=2, num_eval_queries=4,
-        max_new_tokens=12, lora_rank=4, lr=1e-2, epochs=3, batch_size=4, seed=0, min_steps=1,
-        queries_per_fact=2, locality_per_item=1,
-    )
-    return BakeConfig(**{**settings, **overrides})
+    """The shared tiny budget (tests/unit/tiny_bake.py) with more inputs and training: these
+    tests check that training moves the student toward the teacher."""
+    more = dict(num_queries=8, trajectories_per_query=2, num_eval_queries=4, max_new_tokens=12, lr=1e-2, epochs=3,
+                batch_size=4, queries_per_fact=2)
+    return BakeConfig(model=str(model_dir), **tiny_bake(**{**more, **overrides}))
 
 
 def test_bake_writes_a_servable_adapter_and_its_record(tiny_model, tmp_path):
@@ -157,8 +157,6 @@ def test_fact_recall_is_the_share_of_the_prompts_gain_on_the_facts():
 
 
 def test_a_news_bake_records_its_facts_recall(tiny_model, tmp_path):
-    from tests.unit.tiny_bake import tiny_bake
-
     item = PromptItem(kind="news", text="Zentrix Robotics named Mara Okafor as its new CEO on Monday.")
     version = bake([item], tmp_path / "v1", BakeConfig(model=str(tiny_model), **tiny_bake()), progress=False)
     m = version.metrics

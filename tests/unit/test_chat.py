@@ -4,7 +4,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from tiny_bake import tiny_bake
+from tests.unit.tiny_bake import tiny_bake
 
 TINY_BAKE = tiny_bake(batch_size=4)
 

@@ -71,9 +71,9 @@ def test_a_failed_agent_bake_is_one_line_and_its_items_go_back_to_pending(tmp_pa
 
 
 def test_a_bug_is_one_line_exit_1_with_the_traceback_kept(tmp_path, monkeypatch):
-    import agent.report
+    import agent.scenario.report
 
-    monkeypatch.setattr(agent.report, "render", lambda run_dir: 1 / 0)
+    monkeypatch.setattr(agent.scenario.report, "render", lambda run_dir: 1 / 0)
     (tmp_path / "report.json").write_text("{}")
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 1 and "internal error: ZeroDivisionError" in result.output

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.scenario import ScenarioError, load_scenario
+from agent.scenario.load import ScenarioError, load_scenario
 from memory import MemoryInputError, MemoryStore
 from tools.registry import read_headlines
 

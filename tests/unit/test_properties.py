@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.scenario import Scenario, ScenarioError, load_scenario
+from agent.scenario.load import ScenarioError, load_scenario
+from agent.scenario.schema import Scenario
 from memory import MemoryInputError, MemoryStore
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

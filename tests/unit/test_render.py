@@ -47,3 +47,12 @@ def test_query_must_end_with_a_user_turn():
 
     with pytest.raises(ValueError, match="user turn"):
         Query((("user", "Hi"), ("assistant", "Hello")))
+
+
+def test_a_memory_item_becomes_a_prompt_item_by_one_rule_notes_as_facts():
+    from types import SimpleNamespace
+
+    for kind in ("persona", "instruction", "news", "fact"):
+        item = PromptItem.of_memory(SimpleNamespace(kind=kind, text=" Be brief. ", id=7))
+        assert item == PromptItem(kind=kind, text="Be brief.", id="7")
+    assert PromptItem.of_memory(SimpleNamespace(kind="note", text="Room 4", id=8)) == PromptItem(kind="fact", text="Room 4", id="8")

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.bench_screen import (GOAL_FPR, GOAL_RECALL, LONG_INPUTS, Corpus, fresh_exists, load_corpus,
                                      score)
 from memory.screen import _RULES, INFORMATION_KINDS, _normalize, _unreported, injection_flags
-from memory.store import ITEM_KINDS
+from memory.kinds import ITEM_KINDS
 
 TUNE, REPORT = load_corpus("tune"), load_corpus("report")
 DEV_INJECTIONS, DEV_BENIGN = TUNE.injections + REPORT.injections, TUNE.benign + REPORT.benign

@@ -9,12 +9,13 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import ValidationError
 
-from agent.config import EngineConfig, RuntimeConfig
-from agent.engines import Completion, EngineError, NativeToolCall, VLLMSettings, free_port, vllm_command
+from agent.runtime.config import EngineConfig, RuntimeConfig
+from agent.serving.engine import Completion, EngineError, NativeToolCall
+from agent.serving.vllm import VLLMSettings, free_port, vllm_command
 from agent.langchain_model import PromptbakeChatModel
 from agent.loop import Agent
-from agent.runtime import Runtime
-from agent.server import AgentServer
+from agent.runtime.runtime import Runtime
+from agent.serving.server import AgentServer
 from tools import ToolContext, build_tools
 
 
@@ -165,7 +166,7 @@ def test_tool_calling_config_and_server_flags():
 
 
 def test_the_in_process_engine_refuses_native_tools_clearly(tiny_model):
-    from agent.engines import TransformersEngine
+    from agent.serving.hf import TransformersEngine
 
     with pytest.raises(EngineError, match="no OpenAI tool calling"):
         TransformersEngine(str(tiny_model)).chat([{"role": "user", "content": "Hi"}], None,

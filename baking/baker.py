@@ -262,7 +262,7 @@ class _Inputs:
     train: list[Query]  # taught from the prompted teacher
     eval: list[Query]  # held out: fidelity
     control: list[Query]  # unrelated, held out: locality
-    locality: list[Query]  # taught toward the un-prompted parent (or base)
+    locality: list[Query]  # taught toward the base model or the un-prompted parent (locality_anchor)
     plans: list  # multi-turn conversations (baking.conversations)
     estimate: Any  # baking.cost.BakeEstimate
 
@@ -312,9 +312,11 @@ def _sample_teacher(kit: _Kit, inputs: _Inputs, replay: Sequence[str | Query], p
     # Replay inputs' teacher is the parent without the new prompt: the same model with other prompts.
     replay_queries = [r if isinstance(r, Query) else Query.single(r, (), "replay") for r in replay]
     # Locality inputs anchored to the base model (config.locality_anchor) are sampled apart,
-    # with the parent adapter off, so each bake pulls them back to base, not to a moved parent.
-    anchored = [q for q in inputs.locality if parent is not None and config.locality_anchor == "base"]
-    replay_queries += [q for q in inputs.locality if q not in anchored]
+    # with the parent adapter off, so each bake pulls them back to base, not to a moved parent;
+    # but never where the lineage holds a persona or instruction, which base would wear away.
+    to_base = parent is not None and config.locality_anchor == "base" and not _lineage_has_system(parent)
+    anchored = list(inputs.locality) if to_base else []
+    replay_queries += [] if to_base else list(inputs.locality)
     # The conversations' replies, each to its user turn alone, by their plan's writer.
     replies = [(kit.teacher_ids if p.writer == "teacher" else kit.student_ids)(q)
                for p in inputs.plans for q in p.reply_queries()]
@@ -557,9 +559,26 @@ def _samples_per(query: Query, config: BakeConfig) -> int:
     return 1 if query.context else config.trajectories_per_query
 
 
+def _lineage_has_system(parent: Path) -> bool:
+    """Whether ``parent`` or any adapter it was baked from holds a persona or instruction,
+    from the chain of bake records; True where a record is missing or unreadable (unknown)."""
+    seen: set[Path] = set()
+    at: Path | None = parent
+    while at is not None and at.resolve() not in seen:
+        seen.add(at.resolve())
+        try:
+            record = json.loads((at / "bake.json").read_text())
+        except (OSError, ValueError):
+            return True
+        if any(item.get("kind") in SYSTEM_KINDS for item in record.get("items", [])):
+            return True
+        at = Path(record["parent"]) if record.get("parent") else None
+    return False
+
+
 def _locality_inputs(items, config: BakeConfig, rng: random.Random) -> list[Query]:
-    """Inputs a news/fact bake should not change, trained toward the parent without the new
-    prompt, as replay is: generic requests, general-knowledge questions, and questions about
+    """Inputs a news/fact bake should not change, trained toward the base model or the parent
+    without the new prompt (``locality_anchor``): generic requests, general-knowledge questions, and questions about
     other (made-up, never baked) news, taken in turn, ``locality_per_item`` per new item. The
     news questions have the forms the new facts are asked in (and open and quiz questions), so
     the student learns that only the new facts moved, not how it answers any news question. A

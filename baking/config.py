@@ -86,7 +86,8 @@ class BakeConfig(BaseModel):
         "base", description="news/fact: the locality inputs' teacher in a continued bake. "
         "\"base\": the base model (the adapter off), so drift cannot compound along a chain of "
         "bakes (a parent that already moved is a moved target); \"parent\": the parent adapter "
-        "without the new prompt. The two agree on a first bake. Earlier items are kept by "
+        "without the new prompt. The two agree on a first bake. A lineage holding a persona or "
+        "instruction always uses the parent (base would wear it away). Earlier items are kept by "
         "``replay_per_fact``, not by this term")
     replay_per_fact: int = Field(
         2, ge=0, description="news/fact items baked before (``bake(earlier=...)``): inputs per fact "

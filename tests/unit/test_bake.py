@@ -191,3 +191,21 @@ def test_a_continued_news_bake_anchors_its_locality_inputs_to_the_chosen_model(t
     assert child.metrics["locality_anchor"] == anchor
     # Base-anchored: the 3 locality inputs are sampled apart, with the parent adapter off.
     assert [n for n, off in seen if off] == ([3] if anchor == "base" else [])
+    if anchor == "parent":
+        return
+    # Either way they are trained on: the same number of examples as a parent-anchored bake.
+    same = bake([PromptItem(kind="fact", text="The office moved to Pier 9.")], tmp_path / "v3",
+                config.model_copy(update={"locality_anchor": "parent"}), parent=parent.path, progress=False)
+    assert same.metrics["num_trajectories"] == child.metrics["num_trajectories"]
+
+
+def test_a_lineage_holding_a_persona_keeps_its_locality_inputs_on_the_parent(tiny_model, tmp_path):
+    config = tiny_config(tiny_model, epochs=1, locality_per_item=2, locality_anchor="base")
+    persona = bake([PERSONA], tmp_path / "v1", config, queries=QUERIES, progress=False)
+    assert persona.metrics["locality_anchor"] is None  # a persona bake has no locality inputs
+    news = bake([PromptItem(kind="news", text="Port Alder opened the Glasswing Bridge.")], tmp_path / "v2",
+                config, parent=persona.path, progress=False)
+    assert news.metrics["locality_anchor"] == "parent"  # base would wear the baked persona away
+    later = bake([PromptItem(kind="fact", text="The office moved to Pier 9.")], tmp_path / "v3", config,
+                 parent=news.path, progress=False)
+    assert later.metrics["locality_anchor"] == "parent"  # the persona is further up the chain

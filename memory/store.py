@@ -447,8 +447,8 @@ class MemoryStore:
 
     # --------------------------------------------------------------- adapters
     def register_candidate(
-        self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any],
-        passed: bool = True, reason: str | None = None,
+        self, run_id: int, path: str, parent: str | None, metrics: dict[str, Any], *,
+        passed: bool, reason: str | None = None,
     ) -> AdapterRecord:
         """Record a finished bake's adapter with the gate's verdict, in one transaction: the
         verdict is the adapter's status (``candidate`` passed, ``rejected`` refused) and ``reason``.

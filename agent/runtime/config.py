@@ -150,6 +150,21 @@ class RuntimeConfig(_Strict):
                                      "estimate (+ bake_start_allowance_s) is stopped")
     bake_start_allowance_s: float = Field(120.0, ge=0, description="added to that limit")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rank_limit_before_the_bake_is_read(cls, data):
+        """A ``bake`` given without ``max_lora_rank`` is read with the runtime's limit, not
+        BakeConfig's default (64), so that a rank above 64 is not refused before it is derived."""
+        if not isinstance(data, dict) or not isinstance(data.get("bake"), dict) or "max_lora_rank" in data["bake"]:
+            return data
+        engine = data.get("engine")
+        limit = engine.get("max_lora_rank") if isinstance(engine, dict) else getattr(engine, "max_lora_rank", None)
+        try:
+            limit = limit or serving_rank([int(data["bake"].get("lora_rank", BakeConfig().lora_rank))])
+        except (TypeError, ValueError):
+            return data  # BakeConfig's own validation names the bad field
+        return {**data, "bake": {**data["bake"], "max_lora_rank": limit}}
+
     @model_validator(mode="after")
     def _bake_follows_the_runtime(self) -> "RuntimeConfig":
         """The baker and the server must agree on the base model and the rank limit, and the

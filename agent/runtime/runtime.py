@@ -292,7 +292,7 @@ class Runtime:
         overrides = dict(overrides)
         device = overrides.pop("device", self.config.worker_device)  # the baker's device is the worker's
         bake = {**self.config.bake.model_dump(exclude={"model", "device", "max_lora_rank"}), **overrides}
-        BakeConfig.model_validate(bake)  # a typo in an override names the field
+        BakeConfig.model_validate({**bake, "max_lora_rank": self.max_lora_rank})  # a typo in an override names the field
         # The engine serves at most the rank it was started with: a larger one is refused here,
         # before the bake, not after it.
         engine = {**self.config.engine.model_dump(), "max_lora_rank": self.max_lora_rank}

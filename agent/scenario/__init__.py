@@ -5,5 +5,5 @@ handlers by family (``talk``: feed, say, tool; ``measure``: ask, probe, scale, c
 answers (``judges``) and the report (``report``).
 
 May import ``agent.runtime``, ``agent.serving``, the agent loop, ``baking``, ``memory`` and
-``tools``; nothing imports it but the CLI and the tests.
+``tools``; nothing in ``agent`` imports it but the CLI (the benchmarks and tests use it too).
 """

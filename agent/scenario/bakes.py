@@ -149,6 +149,10 @@ class BakeEvents:
             self.log("verdict", agent, f"{record.name} {record.status}: fidelity {m.get('fidelity', float('nan')):.3f}, "
                      f"wall {m.get('wall_s', float('nan')):.0f} s; {record.reason or ''}")
 
+    def _refused_by_gate(self, record) -> bool:
+        return record.status == "rejected" and any(
+            e["data"].get("adapter") == record.name for e in self.runtime.store.events(record.agent, ["gate_rejected"]))
+
     def _bake_row(self, record) -> dict[str, Any]:
         m = record.metrics
         run = next((r for r in self.runtime.store.runs(record.agent) if r.adapter_id == record.id), None)
@@ -158,5 +162,7 @@ class BakeEvents:
                 "parent": record.parent, "items": record.item_ids, "path": record.path,
                 "started_s": run.started_at - self.started if run else None,
                 "decided_s": run.finished_at - self.started if run and run.finished_at else None,
-                "gate": {"passed": record.status != "rejected", "reason": record.reason},  # the verdict is the status
+                # The verdict is the status; a rejection is the gate's when the store recorded it
+                # as one (gate_rejected), else the check when the adapter was loaded.
+                "gate": {"passed": not self._refused_by_gate(record), "reason": record.reason},
                 **{k: m.get(k) for k in keys}}

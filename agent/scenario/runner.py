@@ -217,8 +217,8 @@ class ScenarioRunner(TalkEvents, MeasureEvents, BakeEvents):
         found = [f"bake run {f['run']} ({f['agent']}) failed: {f['error'][:160]}" for f in self.report["failed_bakes"]]
         # The verdict is the adapter's status; its reason says what refused it (the gate's
         # measures, or the check when it was loaded).
-        found += [f"{b['name']} was refused by the gate: {b['reason']}" for b in self.report["bakes"]
-                  if b["status"] == "rejected"]
+        found += [f"{b['name']} was refused by the gate: {b['reason']}" if b["gate"]["passed"] is False
+                  else f"{b['name']} was rejected: {b['reason']}" for b in self.report["bakes"] if b["status"] == "rejected"]
         found += [f"ask '{s['point']}' ({s['agent']}): no live adapter, {', '.join(s['conditions'])} not measured"
                   for s in self.report["skipped"]]
         return found

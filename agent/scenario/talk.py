@@ -118,5 +118,3 @@ class TalkEvents:
         result = step.observations[0].content
         self.log("tool", event.agent, f"{event.name}({json.dumps(event.args)}) -> {str(result)[:100]!r}",
                  name=event.name, args=event.args, result=result)
-
-    # --------------------------------------------------------- checkpoint

@@ -91,7 +91,7 @@ def test_recover_on_restart_frees_only_dead_workers_items(store, tmp_path):
 def test_promote_moves_the_live_pointer_and_bakes_the_items(store):
     a = store.add("ada", "Item one.", "fact").item
     run = store.claim("ada", lease_s=60)
-    v1 = store.register_candidate(run.id, "/adapters/ada/v0001", None, {"fidelity": 0.9})
+    v1 = store.register_candidate(run.id, "/adapters/ada/v0001", None, {"fidelity": 0.9}, passed=True)
     assert (v1.name, v1.status) == ("ada-v0001", "candidate") and store.live("ada") is None
     store.promote(v1.id, "fidelity 0.90 >= 0.5")
     assert store.live("ada").name == "ada-v0001"
@@ -100,7 +100,7 @@ def test_promote_moves_the_live_pointer_and_bakes_the_items(store):
 
     store.add("ada", "Item two.", "fact")
     run2 = store.claim("ada", lease_s=60)
-    v2 = store.register_candidate(run2.id, "/adapters/ada/v0002", "ada-v0001", {})
+    v2 = store.register_candidate(run2.id, "/adapters/ada/v0002", "ada-v0001", {}, passed=True)
     store.promote(v2.id, "ok")
     assert store.adapter(v1.id).status == "retired" and store.live("ada").name == "ada-v0002"
     assert v2.id > v1.id
@@ -109,7 +109,7 @@ def test_promote_moves_the_live_pointer_and_bakes_the_items(store):
 def test_rejected_candidate_returns_items_to_pending(store):
     a = store.add("ada", "Item one.", "fact").item
     run = store.claim("ada", lease_s=60)
-    cand = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1})
+    cand = store.register_candidate(run.id, "/x", None, {"fidelity": 0.1}, passed=True)
     store.reject(cand.id, "engine could not load it")  # refused at swap time
     assert store.adapter(cand.id).status == "rejected" and store.adapter(cand.id).reason.startswith("engine")
     assert store.get(a.id).status == "pending" and store.live("ada") is None
@@ -123,7 +123,7 @@ def test_promote_refuses_anything_but_a_candidate_and_changes_nothing(store):
         store.promote(refused.id, "any caller")
     assert store.adapter(refused.id).status == "rejected" and store.live("ada") is None
     store.add("ada", "Item two.", "fact")
-    good = store.register_candidate(store.claim("ada", lease_s=60).id, "/y", None, {})
+    good = store.register_candidate(store.claim("ada", lease_s=60).id, "/y", None, {}, passed=True)
     store.promote(good.id, "ok")
     with pytest.raises(MemoryInputError, match="is live; only a candidate"):
         store.promote(good.id, "twice")
@@ -143,7 +143,7 @@ def test_a_registered_candidate_outlives_its_worker(store):
     its items to pending (they would be baked twice), and no second bake starts meanwhile."""
     a = store.add("ada", "Item one.", "fact").item
     run = store.claim("ada", lease_s=0.01, pid=2**22 + 7)  # a pid that does not exist
-    cand = store.register_candidate(run.id, "/x", None, {})
+    cand = store.register_candidate(run.id, "/x", None, {}, passed=True)
     store.add("ada", "Item two.", "fact")
     time.sleep(0.05)
     assert store.recover() == 0 and store.claim("ada", lease_s=60) is None
@@ -163,7 +163,7 @@ def test_a_dead_workers_claim_is_released_at_the_next_claim(store):
 def test_rollback_to_a_missing_version_changes_nothing(store):
     store.add("ada", "Item one.", "fact")
     run = store.claim("ada", lease_s=60)
-    v1 = store.register_candidate(run.id, "/x", None, {})
+    v1 = store.register_candidate(run.id, "/x", None, {}, passed=True)
     store.promote(v1.id, "ok")
     with pytest.raises(MemoryInputError, match="has no adapter 'ada-v0009'"):
         store.rollback("ada", "ada-v0009")
@@ -177,7 +177,7 @@ def test_adapter_ids_are_never_reused(store):
     store.db.execute("DELETE FROM adapters WHERE id = ?", [v1.id])
     store.add("ada", "Item two.", "fact")
     run2 = store.claim("ada", lease_s=60)
-    v2 = store.register_candidate(run2.id, "/y", None, {})
+    v2 = store.register_candidate(run2.id, "/y", None, {}, passed=True)
     assert v2.id > v1.id
 
 

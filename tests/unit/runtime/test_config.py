@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -86,7 +88,7 @@ def test_a_restarted_runtime_serves_at_the_largest_rank_its_agents_lineages_hold
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"r": 32}))  # baked earlier at rank 32
     store.add("ada", "The tower is blue.", "news")
-    store.promote(store.register_candidate(store.claim("ada", 60).id, str(folder), None, {}).id, "ok")
+    store.promote(store.register_candidate(store.claim("ada", 60).id, str(folder), None, {}, passed=True).id, "ok")
     assert serving_max_rank(config, store) == 32
     command = vllm_command("m", 8000, VLLMSettings(max_lora_rank=serving_max_rank(config, store)))
     assert command[command.index("--max-lora-rank") + 1] == "32"
@@ -105,3 +107,7 @@ def test_the_runtime_sets_the_bakers_model_device_and_rank_and_a_conflict_is_an_
             RuntimeConfig(model="m", bake=bake)
     moved = config.replace(worker_device="cpu", model="n")  # derived fields follow, never conflict
     assert (moved.bake.model, moved.bake.device, moved.bake.max_lora_rank) == ("n", "cpu", 16)
+    # Above BakeConfig's default limit (64): the runtime's limit is the one the bake is read with.
+    wide = RuntimeConfig(engine={"max_lora_rank": 128}, bake={"lora_rank": 128})
+    assert wide.replace(home=Path("elsewhere")).bake.max_lora_rank == 128
+    assert RuntimeConfig(bake={"lora_rank": 128}).replace(worker_device="cpu").bake.max_lora_rank == 128

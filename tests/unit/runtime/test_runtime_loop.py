@@ -130,7 +130,7 @@ def test_every_baked_news_item_goes_back_to_the_baker_as_earlier_items_whatever_
     def bake_next(text: str, kind: str = "news") -> list:
         store.add("ada", text, kind)
         run, live = store.claim("ada", 60), store.live("ada")
-        store.promote(store.register_candidate(run.id, str(tmp_path), live.name if live else None, {}).id, "test")
+        store.promote(store.register_candidate(run.id, str(tmp_path), live.name if live else None, {}, passed=True).id, "test")
         return earlier_items(store, "ada")
 
     assert [i.text for i in bake_next(texts[0])] == texts[:1]

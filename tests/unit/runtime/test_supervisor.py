@@ -86,7 +86,7 @@ def _candidate(runtime: Runtime, tmp_path) -> int:
     live = store.live("ada")
     path = runtime.config.adapters_dir / "ada" / f"run-{run.id:04d}"
     shutil.copytree(live.path, path)
-    record = store.register_candidate(run.id, str(path), live.name, {}, reason="ok")
+    record = store.register_candidate(run.id, str(path), live.name, {}, reason="ok", passed=True)
     return record.id
 
 

@@ -76,7 +76,7 @@ def _with_candidate(tiny_model, tmp_path, folder):
     runtime.store.create_agent("ada")
     runtime.store.add("ada", "The tower is blue.", "fact")
     run = runtime.store.claim("ada", lease_s=60)
-    return runtime, runtime.store.register_candidate(run.id, str(folder), None, {})
+    return runtime, runtime.store.register_candidate(run.id, str(folder), None, {}, passed=True)
 
 
 def test_the_runtime_refuses_a_tampered_candidate_and_serves_on(good, tiny_model, tmp_path):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
@@ -17,9 +18,19 @@ from tests.unit.tiny_bake import tiny_bake
 TINY_BAKE = tiny_bake()
 
 
-def serve(config_file, log):
+def serve(config_file, log, env=None, new_session=True):
     return subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--runtime-config", str(config_file)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=new_session, env=env)
+
+
+def runtime_file(tmp_path, tiny_model, bake_every_n_items: int) -> tuple[dict, Path]:
+    """A runtime config on the tiny model whose gate passes anything, and its YAML file."""
+    data = {"home": str(tmp_path), "model": str(tiny_model), "bake": TINY_BAKE, "engine": {"kind": "transformers"},
+            "gate": {"min_fidelity": -1e9, "max_locality_kl": 1e9},
+            "schedule": {"bake_every_s": 3600, "bake_every_n_items": bake_every_n_items, "poll_s": 0.5}}
+    config_file = tmp_path / "runtime.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    return data, config_file
 
 
 def wait_for(log, text, timeout=180):
@@ -40,11 +51,7 @@ def state(db):
 
 
 def test_a_killed_runtime_comes_back_as_it_was(tiny_model, tmp_path):
-    data = {"home": str(tmp_path), "model": str(tiny_model), "bake": TINY_BAKE, "engine": {"kind": "transformers"},
-            "gate": {"min_fidelity": -1e9, "max_locality_kl": 1e9},
-            "schedule": {"bake_every_s": 3600, "bake_every_n_items": 50, "poll_s": 0.5}}
-    config_file = tmp_path / "runtime.yaml"
-    config_file.write_text(yaml.safe_dump(data))
+    data, config_file = runtime_file(tmp_path, tiny_model, 50)
     config = RuntimeConfig(**data)
     store = MemoryStore(config.db_path)
     store.create_agent("ada")
@@ -74,16 +81,10 @@ def test_a_killed_runtime_comes_back_as_it_was(tiny_model, tmp_path):
 def test_a_runtime_killed_between_register_and_promote_swaps_the_candidate_in_once(tiny_model, tmp_path):
     from baking.faults import ENV
 
-    data = {"home": str(tmp_path), "model": str(tiny_model), "bake": TINY_BAKE, "engine": {"kind": "transformers"},
-            "gate": {"min_fidelity": -1e9, "max_locality_kl": 1e9},
-            "schedule": {"bake_every_s": 3600, "bake_every_n_items": 1, "poll_s": 0.5}}
-    config_file = tmp_path / "runtime.yaml"
-    config_file.write_text(yaml.safe_dump(data))
+    data, config_file = runtime_file(tmp_path, tiny_model, 1)
     store = MemoryStore(RuntimeConfig(**data).db_path)
     store.create_agent("ada")
-    first = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--runtime-config", str(config_file)],
-                             stdout=open(tmp_path / "serve1.log", "w"), stderr=subprocess.STDOUT,
-                             env={**os.environ, ENV: "kill@promoting"})
+    first = serve(config_file, tmp_path / "serve1.log", env={**os.environ, ENV: "kill@promoting"}, new_session=False)
     wait_for(tmp_path / "serve1.log", "agent ada: live adapter (none")
     store.add("ada", "The tower is blue.", "news")  # the schedule bakes it; the swap kills the runtime
     assert first.wait(timeout=600) == -signal.SIGKILL, (tmp_path / "serve1.log").read_text()[-2000:]

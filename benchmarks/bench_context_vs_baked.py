@@ -388,7 +388,7 @@ def main() -> None:
                      "choices": args.choices, "mc_questions": args.mc_questions,
                      "locality_per_item": args.locality_per_item},
         "engine": {key: getattr(settings, key) for key in ("dtype", "max_lora_rank", "max_loras", "lora_cpu_kernel",
-                                                           "omp_threads_bind", "reserved_cpus", "preload",
+                                                           "lora_cpu_merge_gib", "omp_threads_bind", "reserved_cpus", "preload",
                                                            "kv_cache_gib")},
         "results": results,
     }

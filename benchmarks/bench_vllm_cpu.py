@@ -44,6 +44,8 @@ SETUPS: dict[str, dict] = {
                                   "preload": "auto"},
     "fused+all-cores+preload": {"lora_cpu_kernel": "fused", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
                                 "preload": "auto"},
+    "merged+all-cores+preload": {"lora_cpu_kernel": "merged", "reserved_cpus": 0, "omp_threads_bind": ALL_CORES,
+                                 "preload": "auto"},
     "shipped": {},  # the runtime's defaults (chosen from the rows above)
 }
 # --beside-bake: name -> (VLLMSettings fields, the baker's threads, the baker's cores or None)

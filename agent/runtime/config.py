@@ -58,13 +58,21 @@ class EngineConfig(_Strict):
     reserved_cpus: int | None = Field(
         0, ge=0, description="managed vLLM-CPU: VLLM_CPU_NUM_OF_RESERVED_CPU, cores vLLM keeps off "
         "its OpenMP threads; None leaves vLLM's own choice")
-    lora_cpu_kernel: Literal["fused", "grouped", "vllm"] = Field(
-        "fused", description="managed vLLM-CPU, through agent.serving.vllm_lora_cpu (a vLLM plugin pinned to "
-        "vllm-cpu 0.32.0): 'fused' runs each LoRA layer as one shrink and one expand per adapter in the "
+    lora_cpu_kernel: Literal["merged", "fused", "grouped", "vllm"] = Field(
+        "merged", description="managed vLLM-CPU, through agent.serving.vllm_lora_cpu (a vLLM plugin pinned to "
+        "vllm-cpu 0.32.0): 'merged' is 'fused' plus merged weights (W + BA, built once per layer and "
+        "adapter slot, within lora_cpu_merge_gib) for batches whose tokens all use one adapter, so such "
+        "a batch costs what a base batch does (MergedLinear); "
+        "'fused' runs each LoRA layer as one shrink and one expand per adapter in the "
         "batch (FusedLinear; greedy answers and log-probs identical to vLLM's ops, except that a request "
         "without an adapter never gets the last slot's delta, as vLLM-CPU's ops give it); 'grouped' keeps "
         "vLLM's layer but computes each product once per adapter slot instead of vLLM's per-token "
         "gather of padded weights; 'vllm' keeps vLLM's own ops. Measured: benchmarks/results/vllm_cpu.md")
+    lora_cpu_merge_gib: float = Field(
+        1.0, ge=0, description="managed vLLM-CPU, lora_cpu_kernel 'merged': memory for the merged weights "
+        "(one copy of the LoRA-targeted base weights, read back once, plus one per adapter slot in use); "
+        "a slot that does not fit keeps the fused path. SmolLM2-135M with q/k/v/o/MLP targets: 0.21 GiB "
+        "per copy in bf16, 0.42 in fp32. 0 turns merging off")
     preload: Literal["auto", "none"] = Field(
         "auto", description="managed vLLM-CPU: LD_PRELOAD tcmalloc and Intel OpenMP where the set-up "
         "installed them (agent.serving.vllm.cpu_preload_libraries), as vLLM's CPU guide recommends")

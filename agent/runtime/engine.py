@@ -81,5 +81,6 @@ def vllm_settings(config: RuntimeConfig, api_key: str | None = None, max_lora_ra
         tool_call_parser=config.engine.tool_call_parser, chat_template=config.engine.chat_template,
         omp_threads_bind=omp_bind(config.engine.omp_threads_bind), reserved_cpus=config.engine.reserved_cpus,
         preload=cpu_preload_libraries() if config.engine.preload == "auto" else (),
-        lora_cpu_kernel=config.engine.lora_cpu_kernel, extra_args=extra_args,
+        lora_cpu_kernel=config.engine.lora_cpu_kernel, lora_cpu_merge_gib=config.engine.lora_cpu_merge_gib,
+        extra_args=extra_args,
     )

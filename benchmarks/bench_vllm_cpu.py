@@ -129,7 +129,7 @@ threads, cores, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 if cores:
     os.sched_setaffinity(0, [int(c) for c in cores.split(",")])
 torch.set_num_threads(threads)
-dtype = choose_precision(torch.device("cpu"), "auto").dtype
+dtype = torch.bfloat16 if choose_precision(torch.device("cpu"), "auto").bf16 else torch.float32
 a, b = torch.randn(576, 1536, dtype=dtype), torch.randn(1536, 576, dtype=dtype)
 done, start = [0], time.perf_counter()
 def stop(*_):

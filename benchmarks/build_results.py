@@ -14,7 +14,7 @@ HERE = Path(__file__).parent
 ORDER = (
     "news", "ablation", "stability", "stability_no_conversations", "fidelity", "pursuit",  # learning quality
     "persona_bake", "persona_bake_avx2", "emulation",  # cost of a bake, by machine class
-    "reference", "swap_latency", "vllm_cpu", "context_vs_baked", "scaling", "load",  # cost
+    "reference", "swap_latency", "vllm_cpu", "vllm_cpu_beside", "context_vs_baked", "scaling", "load",  # cost
     "screen",  # guarantees
 )
 

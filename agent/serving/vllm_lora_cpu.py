@@ -113,7 +113,7 @@ class FusedLinear:
     def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *,
                         buffer=None, **kwargs):
         groups = getattr(self, "_pb_groups", None)
-        weights = None if groups is None else _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale, y.dtype)
+        weights = None if groups is None else _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale)
         if weights is None:  # no metadata from this class yet, or unversioned stacks: vLLM's own layer
             return _original(self, "add_lora_linear")(self, y, x, lora_a_stacked, lora_b_stacked, scale,
                                                       output_slices, buffer=buffer, **kwargs)
@@ -174,7 +174,8 @@ class MergedLinear:
 
 IDLE_BATCHES = 64
 # batch: update_metadata calls; seen: slot -> the batch it last ran in; used/budget: bytes;
-# base: id(layer) -> (layer, W^T); merged: (id(layer), slot) -> _Copy; refused: (id(layer), slot)
+# base: id(layer) -> (layer, W^T); merged: (id(layer), slot) -> (versions, stacks, linear, bytes,
+# slot); refused: (id(layer), slot)
 # -> (versions, drops, batch) of a build that did not fit: tried again once something is dropped
 # or IDLE_BATCHES have passed (a slot may have gone idle).
 _MERGE = {"batch": 0, "seen": {}, "budget": 0, "used": 0, "base": {}, "merged": {}, "refused": {}, "drops": 0}
@@ -188,14 +189,13 @@ def _merged_linear(layer, x):
             or x.shape[0] != wrapper._pb_tokens or not _MERGE["budget"]):
         return None
     slot = groups[0][0]
-    stacks = (*layer.lora_a_stacked, *layer.lora_b_stacked)
-    try:
-        versions = tuple(t._version for t in stacks)
-    except RuntimeError:
+    state = _stack_state(layer.lora_a_stacked, layer.lora_b_stacked)
+    if state is None:
         return None
+    stacks, versions = state
     key = (id(layer), slot)
     hit = _MERGE["merged"].get(key)
-    if hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks)):
+    if _fresh(hit, state):
         return hit[2]
     refused = _MERGE["refused"].get(key)
     if (refused is not None and refused[:2] == (versions, _MERGE["drops"])
@@ -235,7 +235,7 @@ def _build_merged(layer, slot, versions, stacks, x):
             if weight_t.shape != (x.shape[1], sum(layer.output_slices)):
                 raise RuntimeError(f"read back {tuple(weight_t.shape)}, not (in, sum of output slices)")
             base = _MERGE["base"][id(layer)] = (layer, weight_t)
-        (a, b), = _slot_weights(layer.lora_a_stacked, layer.lora_b_stacked, [(slot, None)], 1.0, x.dtype)
+        (a, b), = _slot_weights(layer.lora_a_stacked, layer.lora_b_stacked, [(slot, None)], 1.0)
         holder = torch.nn.Module()
         merged = (base[1].float() + a @ b).to(base[1].dtype).T.contiguous()  # (out, in), as vLLM keeps W
         holder.weight = torch.nn.Parameter(merged, requires_grad=False)
@@ -290,24 +290,39 @@ def _original(wrapper, name: str):
     raise RuntimeError(f"{type(wrapper).__name__} was never fused")
 
 
-def _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale: float, dtype):
+def _stack_state(lora_a_stacked, lora_b_stacked):
+    """A layer's stacks and their version counters (which any write bumps, through views too);
+    None where they keep none (made under inference mode), so a write could go unseen."""
+    stacks = (*lora_a_stacked, *lora_b_stacked)
+    try:
+        return stacks, tuple(t._version for t in stacks)
+    except RuntimeError:
+        return None
+
+
+def _fresh(hit, state) -> bool:
+    """Whether a cache entry ``(versions, stacks, ...)`` was built from these very stacks (kept and
+    compared, so a freed tensor's id reused is a miss) as they are now."""
+    stacks, versions = state
+    return hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks))
+
+
+def _slot_weights(lora_a_stacked, lora_b_stacked, groups, scale: float):
     """Per group, its slot's A of all slices stacked, ``(in, sum r)`` fp32 times ``scale``, and
     its B block-diagonal, ``(sum r, sum out)`` fp32; rebuilt after any write to the
     stacks. None where the stacks keep no version counter (made under inference mode), so that
     a write could go unseen: the caller then falls back to vLLM's own layer."""
     import torch
 
-    stacks = (*lora_a_stacked, *lora_b_stacked)
-    try:
-        versions = tuple(t._version for t in stacks)
-    except RuntimeError:
+    state = _stack_state(lora_a_stacked, lora_b_stacked)
+    if state is None:
         return None
+    stacks, versions = state
     out = []
     for slot, _ in groups:
-        key = (id(lora_a_stacked[0]), slot, scale, dtype)
+        key = (id(lora_a_stacked[0]), slot, scale)
         hit = _CACHE.get(key)
-        # The stacks themselves are kept and compared, so a freed tensor's id reused is a miss.
-        if hit is not None and hit[0] == versions and all(h is t for h, t in zip(hit[1], stacks)):
+        if _fresh(hit, state):
             out.append(hit[2])
             continue
         a_rows = [a[slot].reshape(a.shape[-2], a.shape[-1]).float() for a in lora_a_stacked]  # (r, in)
